@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Release builds get AVX2/FMA code generation and no overflow/bounds traps in the numeric code
+// (see ../shared/docs/platform-notes.md §5); debug builds stay portable and checked.
+let fastMath: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-Xcc", "-march=x86-64-v3"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+    ],
+    targets: [
+        .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+
+        .target(name: "SluiceTensor", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
+        .target(name: "SluiceMedia", dependencies: ["SluiceTensor", "CPNG", "CTurboJPEG", "CFFmpeg"],
+                swiftSettings: fastMath),
+        .target(name: "SluiceModels", dependencies: ["SluiceTensor", "ZIPFoundation"],
+                resources: [.copy("Resources")], swiftSettings: fastMath),
+        .target(name: "SluicePipeline", dependencies: ["SluiceTensor", "SluiceMedia", "SluiceModels"],
+                swiftSettings: fastMath),
+        .executableTarget(name: "sluice", dependencies: [
+            "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fastMath),
+
+        .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

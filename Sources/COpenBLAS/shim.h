@@ -1,0 +1,2 @@
+#include <cblas.h>
+// OpenBLAS extensions (declared in openblas_config.h / cblas.h of openblas-pthread)

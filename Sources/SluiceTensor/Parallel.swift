@@ -1,0 +1,57 @@
+import Dispatch
+import COpenBLAS
+
+/// Carries a value (typically a raw pointer into a buffer that worker threads write disjoint parts of)
+/// across the `@Sendable` boundary of a parallel loop.
+public struct UnsafeSendable<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
+}
+
+/// Work splitting for the numeric kernels. The thread count applies to Sluice's own kernels and to
+/// OpenBLAS alike, so "2 threads" means the same thing everywhere.
+public enum Parallel {
+    nonisolated(unsafe) private static var configuredThreads = 1
+    nonisolated(unsafe) private static var initialised = false
+
+    /// Number of worker threads the kernels use (default: all cores, or SLUICE_THREADS).
+    public static var threads: Int {
+        if !initialised { configure(threads: nil) }
+        return configuredThreads
+    }
+
+    /// Sets the thread count for Sluice kernels and OpenBLAS; nil means SLUICE_THREADS or all cores.
+    /// Call before starting work, not while kernels run.
+    public static func configure(threads requested: Int?) {
+        var count = requested ?? 0
+        if count <= 0, let env = getenvString("SLUICE_THREADS"), let parsed = Int(env), parsed > 0 { count = parsed }
+        if count <= 0 { count = max(1, activeProcessorCount()) }
+        configuredThreads = count
+        initialised = true
+        openblas_set_num_threads(Int32(count))
+    }
+
+    /// Runs `body(range)` over `0..<count` split into contiguous chunks, one per thread (or fewer when
+    /// `count` is small). `minChunk` keeps tiny loops on the calling thread.
+    public static func forEachChunk(_ count: Int, minChunk: Int = 1,
+                                    _ body: @Sendable (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let workers = min(threads, max(1, count / max(1, minChunk)))
+        if workers <= 1 { body(0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let start = count * worker / workers, end = count * (worker + 1) / workers
+            if start < end { body(start..<end) }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+private func getenvString(_ name: String) -> String? {
+    ProcessInfo.processInfo.environment[name]
+}
+
+private func activeProcessorCount() -> Int { ProcessInfo.processInfo.activeProcessorCount }
