@@ -222,40 +222,221 @@ public enum ConvKernels {
         }
     }
 
-    /// Direct depthwise convolution (one filter per channel), vectorised over channels, with the bias
-    /// and activation fused. Weight layout [kh, kw, C].
+    /// Direct depthwise convolution (one filter per channel), with the bias and activation fused.
+    /// Weight layout [kh, kw, C]. Channels go in SIMD8 blocks (a scalar loop takes the C % 8 tail), and
+    /// output pixels whose taps all lie inside the image along x are done four at a time so each weight
+    /// load feeds four FMAs. Taps outside the image are skipped by clamping the ky/kx ranges per row and
+    /// per pixel, so there is no padded copy and any stride/dilation/(asymmetric) padding works. Every
+    /// output sums its taps in the same order (bias, then ky, then kx) whichever path computes it, and
+    /// work is split by output rows, so the result does not depend on the thread count.
     public static func depthwise(_ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                  bias: [Float]?, activation: Activation, output: UnsafeMutablePointer<Float>) {
-        let channels = g.inChannels
+        guard g.outHeight > 0, g.outWidth > 0, g.inChannels > 0 else { return }
         let inBox = UnsafeSendable(input), wBox = UnsafeSendable(weight), outBox = UnsafeSendable(output)
-        let zeros = [Float](repeating: 0, count: channels)
-        let biasValues = bias ?? zeros
+        let biasValues = bias ?? [Float](repeating: 0, count: g.inChannels)
         Parallel.forEachChunk(g.batch * g.outHeight, minChunk: 2) { rows in
-            let input = inBox.value, weight = wBox.value, output = outBox.value
-            biasValues.withUnsafeBufferPointer { biasPointer in
-                let b = biasPointer.baseAddress!
+            biasValues.withUnsafeBufferPointer { b in
                 for row in rows {
-                    let image = row / g.outHeight, oy = row % g.outHeight
-                    let imageIn = input + image * g.inHeight * g.inWidth * channels
-                    let rowOut = output + row * g.outWidth * channels
-                    for ox in 0..<g.outWidth {
-                        let acc = rowOut + ox * channels
-                        acc.update(from: b, count: channels)
-                        for ky in 0..<g.kernelH {
-                            let iy = oy * g.strideH - g.padTop + ky * g.dilationH
-                            if iy < 0 || iy >= g.inHeight { continue }
-                            for kx in 0..<g.kernelW {
-                                let ix = ox * g.strideW - g.padLeft + kx * g.dilationW
-                                if ix < 0 || ix >= g.inWidth { continue }
-                                let src = imageIn + (iy * g.inWidth + ix) * channels
-                                let w = weight + (ky * g.kernelW + kx) * channels
-                                for c in 0..<channels { acc[c] += src[c] * w[c] }
-                            }
-                        }
-                    }
-                    activation.apply(rowOut, count: g.outWidth * channels)
+                    depthwiseRow(g, row: row, input: inBox.value, weight: wBox.value, bias: b.baseAddress!,
+                                 output: outBox.value)
+                    activation.apply(outBox.value + row * g.outWidth * g.inChannels, count: g.outWidth * g.inChannels)
                 }
             }
+        }
+    }
+
+    /// One output row (`row` = image * outHeight + oy) of the depthwise convolution, before the activation.
+    @inline(__always)
+    static func depthwiseRow(_ g: ConvGeometry, row: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                             bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD8<Float>
+        let c = g.inChannels, simdChannels = c & ~7
+        let (kw, sw, dw, w) = (g.kernelW, g.strideW, g.dilationW, g.inWidth)
+        let image = row / g.outHeight, oy = row % g.outHeight
+        let imageIn = input + image * g.inHeight * w * c
+        let rowOut = output + row * g.outWidth * c
+        // Kernel rows inside the image for this output row: ky in kyLo..<kyHi.
+        let iy0 = oy * g.strideH - g.padTop
+        let kyLo = iy0 >= 0 ? 0 : (-iy0 + g.dilationH - 1) / g.dilationH
+        let kyHi = iy0 > g.inHeight - 1 ? kyLo : max(kyLo, min(g.kernelH, (g.inHeight - 1 - iy0) / g.dilationH + 1))
+        // Output columns whose kw taps are all inside the image: fullLo...fullHi.
+        let fullLo = (g.padLeft + sw - 1) / sw
+        let lastStart = w - 1 - (kw - 1) * dw + g.padLeft
+        let fullHi = lastStart < 0 ? -1 : min(g.outWidth - 1, lastStart / sw)
+        let pixelStride = sw * c
+
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> V {
+            UnsafeRawPointer(p).loadUnaligned(as: V.self)
+        }
+        @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+            UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+        }
+
+        var ox = 0
+        while ox < g.outWidth {
+            let ix0 = ox * sw - g.padLeft
+            if ox >= fullLo && ox + 3 <= fullHi {
+                // Four output pixels, all kw taps in range.
+                let out = rowOut + ox * c
+                var cb = 0
+                // 4 pixels x 16 channels: eight independent FMA chains.
+                while cb + 16 <= simdChannels {
+                    let b = load(bias + cb), bb = load(bias + cb + 8)
+                    var a0 = b, a1 = b, a2 = b, a3 = b, e0 = bb, e1 = bb, e2 = bb, e3 = bb
+                    var ky = kyLo
+                    while ky < kyHi {
+                        let src = imageIn + ((iy0 + ky * g.dilationH) * w + ix0) * c + cb
+                        let wRow = weight + ky * kw * c + cb
+                        for kx in 0..<kw {
+                            let wv = load(wRow + kx * c), wv2 = load(wRow + kx * c + 8)
+                            let p = src + kx * dw * c
+                            a0.addProduct(load(p), wv)
+                            e0.addProduct(load(p + 8), wv2)
+                            a1.addProduct(load(p + pixelStride), wv)
+                            e1.addProduct(load(p + pixelStride + 8), wv2)
+                            a2.addProduct(load(p + 2 * pixelStride), wv)
+                            e2.addProduct(load(p + 2 * pixelStride + 8), wv2)
+                            a3.addProduct(load(p + 3 * pixelStride), wv)
+                            e3.addProduct(load(p + 3 * pixelStride + 8), wv2)
+                        }
+                        ky += 1
+                    }
+                    store(a0, out + cb); store(e0, out + cb + 8)
+                    store(a1, out + c + cb); store(e1, out + c + cb + 8)
+                    store(a2, out + 2 * c + cb); store(e2, out + 2 * c + cb + 8)
+                    store(a3, out + 3 * c + cb); store(e3, out + 3 * c + cb + 8)
+                    cb += 16
+                }
+                if cb < simdChannels {
+                    let b = load(bias + cb)
+                    var a0 = b, a1 = b, a2 = b, a3 = b
+                    var ky = kyLo
+                    while ky < kyHi {
+                        let src = imageIn + ((iy0 + ky * g.dilationH) * w + ix0) * c + cb
+                        let wRow = weight + ky * kw * c + cb
+                        for kx in 0..<kw {
+                            let wv = load(wRow + kx * c)
+                            let p = src + kx * dw * c
+                            a0.addProduct(load(p), wv)
+                            a1.addProduct(load(p + pixelStride), wv)
+                            a2.addProduct(load(p + 2 * pixelStride), wv)
+                            a3.addProduct(load(p + 3 * pixelStride), wv)
+                        }
+                        ky += 1
+                    }
+                    store(a0, out + cb)
+                    store(a1, out + c + cb)
+                    store(a2, out + 2 * c + cb)
+                    store(a3, out + 3 * c + cb)
+                }
+                if simdChannels < c {
+                    for pixel in 0..<4 {
+                        depthwiseScalar(g, channels: simdChannels..<c, iy0: iy0, kyRange: kyLo..<kyHi,
+                                        ix0: ix0 + pixel * sw, kxRange: 0..<kw, image: imageIn, weight: weight,
+                                        bias: bias, output: out + pixel * c)
+                    }
+                }
+                ox += 4
+            } else {
+                // One output pixel near the left/right border: only the kx taps inside the image.
+                let kxLo = ix0 >= 0 ? 0 : (-ix0 + dw - 1) / dw
+                let kxHi = ix0 > w - 1 ? kxLo : max(kxLo, min(kw, (w - 1 - ix0) / dw + 1))
+                let out = rowOut + ox * c
+                var cb = 0
+                // 64 channels at a time: eight independent FMA chains.
+                while cb + 64 <= simdChannels {
+                    var a0 = load(bias + cb), a1 = load(bias + cb + 8)
+                    var a2 = load(bias + cb + 16), a3 = load(bias + cb + 24)
+                    var a4 = load(bias + cb + 32), a5 = load(bias + cb + 40)
+                    var a6 = load(bias + cb + 48), a7 = load(bias + cb + 56)
+                    var ky = kyLo
+                    while ky < kyHi {
+                        let src = imageIn + ((iy0 + ky * g.dilationH) * w + ix0) * c + cb
+                        let wRow = weight + ky * kw * c + cb
+                        var kx = kxLo
+                        while kx < kxHi {
+                            let p = src + kx * dw * c, q = wRow + kx * c
+                            a0.addProduct(load(p), load(q))
+                            a1.addProduct(load(p + 8), load(q + 8))
+                            a2.addProduct(load(p + 16), load(q + 16))
+                            a3.addProduct(load(p + 24), load(q + 24))
+                            a4.addProduct(load(p + 32), load(q + 32))
+                            a5.addProduct(load(p + 40), load(q + 40))
+                            a6.addProduct(load(p + 48), load(q + 48))
+                            a7.addProduct(load(p + 56), load(q + 56))
+                            kx += 1
+                        }
+                        ky += 1
+                    }
+                    store(a0, out + cb); store(a1, out + cb + 8)
+                    store(a2, out + cb + 16); store(a3, out + cb + 24)
+                    store(a4, out + cb + 32); store(a5, out + cb + 40)
+                    store(a6, out + cb + 48); store(a7, out + cb + 56)
+                    cb += 64
+                }
+                // Then 32 channels at a time: four chains.
+                if cb + 32 <= simdChannels {
+                    var a0 = load(bias + cb), a1 = load(bias + cb + 8)
+                    var a2 = load(bias + cb + 16), a3 = load(bias + cb + 24)
+                    var ky = kyLo
+                    while ky < kyHi {
+                        let src = imageIn + ((iy0 + ky * g.dilationH) * w + ix0) * c + cb
+                        let wRow = weight + ky * kw * c + cb
+                        var kx = kxLo
+                        while kx < kxHi {
+                            let p = src + kx * dw * c, q = wRow + kx * c
+                            a0.addProduct(load(p), load(q))
+                            a1.addProduct(load(p + 8), load(q + 8))
+                            a2.addProduct(load(p + 16), load(q + 16))
+                            a3.addProduct(load(p + 24), load(q + 24))
+                            kx += 1
+                        }
+                        ky += 1
+                    }
+                    store(a0, out + cb); store(a1, out + cb + 8)
+                    store(a2, out + cb + 16); store(a3, out + cb + 24)
+                    cb += 32
+                }
+                while cb < simdChannels {
+                    var a = load(bias + cb)
+                    var ky = kyLo
+                    while ky < kyHi {
+                        let src = imageIn + ((iy0 + ky * g.dilationH) * w + ix0) * c + cb
+                        let wRow = weight + ky * kw * c + cb
+                        var kx = kxLo
+                        while kx < kxHi {
+                            a.addProduct(load(src + kx * dw * c), load(wRow + kx * c))
+                            kx += 1
+                        }
+                        ky += 1
+                    }
+                    store(a, out + cb)
+                    cb += 8
+                }
+                if simdChannels < c {
+                    depthwiseScalar(g, channels: simdChannels..<c, iy0: iy0, kyRange: kyLo..<kyHi, ix0: ix0,
+                                    kxRange: kxLo..<kxHi, image: imageIn, weight: weight, bias: bias,
+                                    output: out)
+                }
+                ox += 1
+            }
+        }
+    }
+
+    /// The channels past the last full SIMD8 block of one output pixel.
+    @inline(__always)
+    static func depthwiseScalar(_ g: ConvGeometry, channels: Range<Int>, iy0: Int, kyRange: Range<Int>, ix0: Int,
+                                kxRange: Range<Int>, image: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+        let c = g.inChannels
+        for ch in channels {
+            var a = bias[ch]
+            for ky in kyRange {
+                let src = image + ((iy0 + ky * g.dilationH) * g.inWidth + ix0) * c + ch
+                let wRow = weight + ky * g.kernelW * c + ch
+                for kx in kxRange { a.addProduct(src[kx * g.dilationW * c], wRow[kx * c]) }
+            }
+            output[ch] = a
         }
     }
 }

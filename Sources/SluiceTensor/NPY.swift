@@ -40,14 +40,16 @@ public enum NPY {
         let descr = try field("descr", in: header)
         let fortran = try field("fortran_order", in: header)
         let shapeText = try field("shape", in: header)
-        guard fortran.hasPrefix("False") else { throw Error.unsupported("Fortran order") }
         let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
             .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let count = shape.reduce(1, *)
         let dtype = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
         let payload = bytes[(headerStart + headerLength)...]
         let values = try convert(payload, dtype: dtype, count: count)
-        return Tensor(shape: shape, data: values)
+        guard fortran.hasPrefix("True"), shape.count > 1 else { return Tensor(shape: shape, data: values) }
+        // Fortran order is C order of the reversed shape; transpose back.
+        let reversed = Tensor(shape: Array(shape.reversed()), data: values)
+        return reversed.permuted(Array((0..<shape.count).reversed()))
     }
 
     static func convert(_ payload: ArraySlice<UInt8>, dtype: String, count: Int) throws -> [Float] {

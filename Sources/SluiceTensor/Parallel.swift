@@ -28,6 +28,7 @@ public enum Parallel {
         if count <= 0 { count = max(1, activeProcessorCount()) }
         configuredThreads = count
         initialised = true
+        Memory.keepLargeBlocks
         openblas_set_num_threads(Int32(count))
     }
 

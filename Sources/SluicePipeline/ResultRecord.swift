@@ -1,0 +1,140 @@
+import Foundation
+
+/// One prediction: class index, label and softmax probability.
+public struct Prediction: Codable, Sendable, Equatable {
+    public var index: Int
+    public var label: String
+    public var score: Float
+    public init(index: Int, label: String, score: Float) { self.index = index; self.label = label; self.score = score }
+}
+
+/// The result of one item (an image, or a frame of a video): what was run on what, and either the
+/// outputs or the error. A job's output is complete even when some inputs were bad.
+public struct ResultRecord: Codable, Sendable, Equatable {
+    public var source: String
+    public var frameIndex: Int?
+    public var pts: Double?
+    public var model: String
+    public var topK: [Prediction]?
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case source, frameIndex = "frame_index", pts, model, topK = "top_k", error
+    }
+
+    public init(source: String, frameIndex: Int? = nil, pts: Double? = nil, model: String,
+                topK: [Prediction]? = nil, error: String? = nil) {
+        self.source = source; self.frameIndex = frameIndex; self.pts = pts; self.model = model
+        self.topK = topK; self.error = error
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(source, forKey: .source)
+        try c.encodeIfPresent(frameIndex, forKey: .frameIndex)
+        try c.encodeIfPresent(pts, forKey: .pts)
+        try c.encode(model, forKey: .model)
+        try c.encodeIfPresent(topK, forKey: .topK)
+        // `error` is always present (null on success) so consumers can filter on it.
+        try c.encode(error, forKey: .error)
+    }
+}
+
+/// Where records go: JSON Lines, or CSV as a flat view of the same records.
+public protocol RecordSink: AnyObject {
+    func write(_ record: ResultRecord) throws
+    func close() throws
+}
+
+public final class JSONLinesSink: RecordSink {
+    private let handle: FileHandle
+    private let ownsHandle: Bool
+    private let encoder: JSONEncoder
+
+    public init(handle: FileHandle, ownsHandle: Bool) {
+        self.handle = handle
+        self.ownsHandle = ownsHandle
+        encoder = JSONEncoder()
+        // Sorted keys: Foundation on Linux does not keep declaration order, and diffs of outputs should be stable.
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    }
+
+    public func write(_ record: ResultRecord) throws {
+        var line = try encoder.encode(record)
+        line.append(0x0a)
+        try handle.write(contentsOf: line)
+    }
+
+    public func close() throws { if ownsHandle { try handle.close() } }
+}
+
+public final class CSVSink: RecordSink {
+    private let handle: FileHandle
+    private let topK: Int
+    private var wroteHeader = false
+
+    public init(handle: FileHandle, topK: Int) { self.handle = handle; self.topK = topK }
+
+    public func write(_ record: ResultRecord) throws {
+        if !wroteHeader {
+            var header = ["source", "frame_index", "pts", "model", "error"]
+            for rank in 1...max(topK, 1) { header += ["index_\(rank)", "label_\(rank)", "score_\(rank)"] }
+            try emit(header)
+            wroteHeader = true
+        }
+        var fields = [record.source, record.frameIndex.map(String.init) ?? "", record.pts.map { "\($0)" } ?? "",
+                      record.model, record.error ?? ""]
+        for rank in 0..<max(topK, 1) {
+            if let p = record.topK, rank < p.count {
+                fields += [String(p[rank].index), p[rank].label, String(p[rank].score)]
+            } else {
+                fields += ["", "", ""]
+            }
+        }
+        try emit(fields)
+    }
+
+    private func emit(_ fields: [String]) throws {
+        let line = fields.map(Self.quote).joined(separator: ",") + "\n"
+        try handle.write(contentsOf: Data(line.utf8))
+    }
+
+    /// RFC 4180 quoting: fields with commas, quotes or line breaks are quoted, quotes doubled.
+    static func quote(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    public func close() throws { try handle.close() }
+}
+
+public enum Sinks {
+    /// A sink for `path` chosen by extension (.jsonl/.json/.ndjson or .csv); nil path means stdout JSONL.
+    public static func open(path: String?, topK: Int) throws -> RecordSink {
+        guard let path else { return JSONLinesSink(handle: .standardOutput, ownsHandle: false) }
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw PipelineError.cannotWrite(path)
+        }
+        let handle = try FileHandle(forWritingTo: url)
+        switch url.pathExtension.lowercased() {
+        case "csv": return CSVSink(handle: handle, topK: topK)
+        case "jsonl", "json", "ndjson": return JSONLinesSink(handle: handle, ownsHandle: true)
+        default:
+            try? handle.close()
+            throw PipelineError.unsupportedOutput(path)
+        }
+    }
+}
+
+public enum PipelineError: Error, CustomStringConvertible {
+    case cannotWrite(String)
+    case unsupportedOutput(String)
+    public var description: String {
+        switch self {
+        case .cannotWrite(let path): return "\(path): cannot create output file"
+        case .unsupportedOutput(let path): return "\(path): output must end in .jsonl or .csv"
+        }
+    }
+}
