@@ -71,7 +71,13 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         if starts(with: Array("BM".utf8)) && bytes.count >= 26 { return .bmp }
         if starts(with: Array("RIFF".utf8)) && starts(with: Array("WEBP".utf8), at: 8) { return .webp }
         if starts(with: [0x49, 0x49, 0x2A, 0x00]) || starts(with: [0x4D, 0x4D, 0x00, 0x2A]) { return .tiff }
-        if starts(with: Array("ftyp".utf8), at: 4) { return .heif }
+        if starts(with: Array("ftyp".utf8), at: 4), bytes.count >= 12 {
+            // ISO media files share "ftyp"; only the HEIF/AVIF brands are images (an MP4 is not).
+            let brand = String(decoding: bytes[8..<12], as: UTF8.self)
+            if ["heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1", "avif", "avis"].contains(brand) {
+                return .heif
+            }
+        }
         if starts(with: [0x00, 0x00, 0x00, 0x0C, 0x6A, 0x50, 0x20, 0x20]) || starts(with: [0xFF, 0x4F, 0xFF, 0x51]) {
             return .jpeg2000
         }

@@ -5,8 +5,8 @@ import SluiceTensor
 
 /// Per-channel `(pixel - mean[c]) / std[c]`, with pixels in 0...255.
 public struct PixelNormalization: Sendable, Equatable {
-    public var mean: [Float]
-    public var std: [Float]
+    public let mean: [Float]
+    public let std: [Float]
 
     public init(mean: [Float], std: [Float]) {
         precondition(mean.count == 3 && std.count == 3, "normalisation needs 3 means and 3 stds")

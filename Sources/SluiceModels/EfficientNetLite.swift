@@ -176,13 +176,23 @@ public struct EfficientNetLite: ImageClassifier {
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects.
     public func callAsFunction(_ input: Tensor) -> Tensor {
-        // One image at a time through the convolutions keeps each layer's activations in cache
-        // (a batch of 8 spills them and runs slower per image); the classifier runs on the batch.
-        let pooled = input.splitBatch().map { image -> Tensor in
+        // Large feature maps go one image at a time, so each layer's activations stay in cache (a
+        // batch of 8 at 112x112 spills them); once maps are small (<= 16x16) the batch runs together,
+        // so each layer's weights are packed for the GEMM once per batch instead of once per image.
+        var remaining = blocks[...]
+        let early = input.splitBatch().map { image -> Tensor in
             var x = convStem(image, activation: .relu6)
-            for block in blocks { x = block(x) }
-            return Pooling.globalAverage(convHead(x, activation: .relu6))
+            var rest = blocks[...]
+            while let block = rest.first, x.shape[1] * x.shape[2] > 256 {
+                x = block(x)
+                rest = rest.dropFirst()
+            }
+            remaining = rest
+            return x
         }
-        return fc(Tensor(concatenatingBatch: pooled))
+        var x = Tensor(concatenatingBatch: early)
+        for block in remaining { x = block(x) }
+        x = convHead(x, activation: .relu6)
+        return fc(Pooling.globalAverage(x))
     }
 }

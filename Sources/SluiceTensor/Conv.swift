@@ -143,10 +143,11 @@ public struct Conv2d: Sendable {
                         ConvKernels.depthwise(geometry, input: xp.baseAddress!, weight: wp.baseAddress!,
                                               bias: bias?.data, activation: activation, output: out.baseAddress!)
                     } else {
-                        ConvKernels.gemmConv(geometry, groups: groups, input: xp.baseAddress!, weight: wp.baseAddress!,
-                                             output: out.baseAddress!)
-                        Epilogue.apply(out.baseAddress!, rows: n * oh * ow, columns: outChannels,
-                                       bias: bias, activation: activation)
+                        withOptionalPointer(bias?.data) { bp in
+                            ConvKernels.gemmConv(geometry, groups: groups, input: xp.baseAddress!,
+                                                 weight: wp.baseAddress!, bias: bp, activation: activation,
+                                                 output: out.baseAddress!)
+                        }
                     }
                 }
             }
@@ -168,7 +169,8 @@ public enum ConvKernels {
     /// Convolution as GEMM: a 1x1 stride-1 convolution multiplies the input directly; anything else
     /// gathers patches (im2col, rows ordered ky, kx, channel to match OHWI weights) one image at a time.
     public static func gemmConv(_ g: ConvGeometry, groups: Int, input: UnsafePointer<Float>,
-                                weight: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) {
+                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: Activation,
+                                output: UnsafeMutablePointer<Float>) {
         let inPerGroup = g.inChannels / groups, outPerGroup = g.outChannels / groups
         let patch = g.kernelH * g.kernelW * inPerGroup
         let pixelsOut = g.outHeight * g.outWidth
@@ -177,7 +179,8 @@ public enum ConvKernels {
                 BLAS.gemm(m: g.batch * pixelsOut, n: outPerGroup, k: inPerGroup,
                           a: input + group * inPerGroup, lda: g.inChannels,
                           b: weight + group * outPerGroup * patch, ldb: patch, transposeB: true,
-                          c: output + group * outPerGroup, ldc: g.outChannels)
+                          c: output + group * outPerGroup, ldc: g.outChannels,
+                          bias: bias.map { $0 + group * outPerGroup }, activation: activation)
             }
             return
         }
@@ -190,7 +193,8 @@ public enum ConvKernels {
                 im2col(g, input: imageIn, channelOffset: group * inPerGroup, channels: inPerGroup, columns: columns)
                 BLAS.gemm(m: pixelsOut, n: outPerGroup, k: patch, a: columns, lda: patch,
                           b: weight + group * outPerGroup * patch, ldb: patch, transposeB: true,
-                          c: imageOut + group * outPerGroup, ldc: g.outChannels)
+                          c: imageOut + group * outPerGroup, ldc: g.outChannels,
+                          bias: bias.map { $0 + group * outPerGroup }, activation: activation)
             }
         }
     }

@@ -29,7 +29,9 @@ public enum Parallel {
         configuredThreads = count
         initialised = true
         Memory.keepLargeBlocks
-        openblas_set_num_threads(Int32(count))
+        // Sluice splits GEMMs into tiles across its own threads (BLAS.gemm with an epilogue), so
+        // OpenBLAS runs each tile single-threaded instead of spinning up its own pool.
+        openblas_set_num_threads(1)
     }
 
     /// Runs `body(range)` over `0..<count` split into contiguous chunks, one per thread (or fewer when

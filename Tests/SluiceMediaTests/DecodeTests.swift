@@ -258,7 +258,6 @@ final class DecodeErrorTests: XCTestCase {
                     outcome = kind(error)
                 }
                 outcomes[outcome, default: 0] += 1
-                if ProcessInfo.processInfo.environment["FUZZ_TRACE"] != nil { print("TRACE \(input) \(trial) \(outcome)") }
                 XCTAssertLessThan(Date().timeIntervalSince(started), 5, "\(input) trial \(trial) took too long")
             }
         }

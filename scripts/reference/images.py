@@ -45,6 +45,8 @@ OUT = os.path.join(ROOT, "Tests", "SluiceMediaTests", "Fixtures")
 MEDIA = "/work/shared/media/images"
 
 manifest = {"decode": [], "resize": [], "pipeline": [], "bad": [], "tensor": []}
+OWN_FOLDERS = ["decode", "exif", "resize", "pipeline", "bad", "tensor"]
+OWN_FILES = ["manifest.json", "expected_raw.npy"]
 
 
 def path(rel):
@@ -419,9 +421,10 @@ def build_pipeline_cases():
                                      "input": rel, "shorter": shorter, "crop": crop, "filter": name,
                                      "resized_width": resized.width, "resized_height": resized.height,
                                      "expected": expected})
-    # Centre crop larger than the image: torchvision pads with zeros; odd differences round half to even.
+    # Centre crop larger than the image (both sides, one side): torchvision pads with zeros; odd differences
+    # round half to even.
     tiny = Image.open(path("resize/small.png")).convert("RGB")  # 41x29
-    for ch, cw in ((32, 48), (20, 36), (27, 40)):
+    for ch, cw in ((32, 48), (20, 36), (27, 40), (20, 48)):
         expected = f"pipeline/small_crop_{ch}x{cw}.png"
         save_expected(expected, torchvision_center_crop(tiny, ch, cw))
         manifest["pipeline"].append({"name": f"CenterCrop({ch}, {cw}) of 41x29", "input": "resize/small.png",
@@ -434,6 +437,17 @@ def corrupt_crc(png, kind):
     length = struct.unpack(">I", png[at - 4:at])[0]
     crc_at = at + 4 + length
     return png[:crc_at] + bytes([png[crc_at] ^ 0xFF]) + png[crc_at + 1:]
+
+
+def with_sof(jpeg, marker=None, precision=None):
+    """The same file with its SOF0 marker and/or sample precision changed."""
+    at = jpeg.index(b"\xff\xc0")
+    data = bytearray(jpeg)
+    if marker is not None:
+        data[at + 1] = marker
+    if precision is not None:
+        data[at + 4] = precision
+    return bytes(data)
 
 
 def build_bad_cases(photo):
@@ -451,6 +465,9 @@ def build_bad_cases(photo):
         ("bad/truncated.png", png[: len(png) // 2], "truncated", False),
         ("bad/text.jpg", b"This is a text file with a .jpg name, not an image.\n", "unknownFormat", False),
         ("bad/empty.jpg", b"", "empty", False),
+        # Valid structure, JPEG processes libjpeg-turbo 2.1 does not decode (nor does Pillow).
+        ("bad/lossless_sof3.jpg", with_sof(good, marker=0xC3), "unsupported", False),
+        ("bad/precision12.jpg", with_sof(good, precision=12), "unsupported", False),
         # Named .png, really a GIF: found by its magic bytes, and not a format Sluice decodes.
         ("bad/image.gif.png", gif.getvalue(), "unsupported", True),
     ]
@@ -467,10 +484,12 @@ def build_bad_cases(photo):
 
 
 def main():
-    if os.path.isdir(OUT):
-        for entry in os.listdir(OUT):
-            full = os.path.join(OUT, entry)
-            shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
+    # Remove only what this script writes: the folder is shared with other SluiceMedia fixtures.
+    for folder in OWN_FOLDERS:
+        shutil.rmtree(os.path.join(OUT, folder), ignore_errors=True)
+    for name in OWN_FILES:
+        if os.path.exists(os.path.join(OUT, name)):
+            os.remove(os.path.join(OUT, name))
     os.makedirs(OUT, exist_ok=True)
 
     chelsea = Image.open(os.path.join(MEDIA, "chelsea.png")).convert("RGB")   # 451x300 cat photo
@@ -486,8 +505,10 @@ def main():
 
     with open(path("manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
-    total = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(OUT) for n in ns)
-    files = sum(len(ns) for _, _, ns in os.walk(OUT))
+    own = [os.path.join(d, n) for folder in OWN_FOLDERS for d, _, ns in os.walk(os.path.join(OUT, folder)) for n in ns]
+    own += [os.path.join(OUT, name) for name in OWN_FILES]
+    total = sum(os.path.getsize(p) for p in own)
+    files = len(own)
     print(f"wrote {files} files, {total / 1024:.0f} KiB, into {OUT}")
     assert total < 2 * 1024 * 1024
 
