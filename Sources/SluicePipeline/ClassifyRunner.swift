@@ -2,9 +2,9 @@ import Foundation
 import SluiceTensor
 import SluiceModels
 
-/// Classifies a list of image files: decodes and preprocesses a batch in parallel, runs the model on
-/// the batch, and writes one record per input in input order. A file that fails to decode becomes a
-/// record with `error` set; the run goes on.
+/// Classifies a list of image files: decodes and preprocesses the next batch in the background while
+/// the model runs on the current one, and writes one record per input in input order. A file that
+/// fails to decode becomes a record with `error` set; the run goes on.
 public final class ClassifyRunner {
     public struct Summary: Sendable {
         public var items = 0
@@ -18,6 +18,7 @@ public final class ClassifyRunner {
     public let topK: Int
     public let batchSize: Int
     let loader: ImageLoader
+    private let decodeQueue = DispatchQueue(label: "sluice.classify.decode")
 
     public init(card: ModelCard, classifier: any ImageClassifier, topK: Int, batchSize: Int) {
         self.card = card
@@ -27,60 +28,94 @@ public final class ClassifyRunner {
         loader = ImageLoader(card.preprocessing)
     }
 
+    /// One batch of inputs being decoded into model input; `ready` is signalled when it is complete.
+    final class DecodedBatch: @unchecked Sendable {
+        let items: [InputItem]
+        let slot: Int
+        var values: [Float]
+        var errors: [String?]
+        let ready = DispatchSemaphore(value: 0)
+
+        init(items: [InputItem], slot: Int) {
+            self.items = items
+            self.slot = slot
+            values = [Float](repeating: 0, count: items.count * slot)
+            errors = [String?](repeating: nil, count: items.count)
+        }
+
+        /// Decodes every item in parallel straight into its slot.
+        func decode(with loader: ImageLoader) {
+            let items = self.items, slot = self.slot
+            values.withUnsafeMutableBufferPointer { buffer in
+                errors.withUnsafeMutableBufferPointer { errorBuffer in
+                    let base = UnsafeSendable(buffer.baseAddress!), failures = UnsafeSendable(errorBuffer.baseAddress!)
+                    DispatchQueue.concurrentPerform(iterations: items.count) { i in
+                        if let listingError = items[i].listingError {
+                            failures.value[i] = "\(items[i].path): \(listingError)"
+                            return
+                        }
+                        do {
+                            try loader.load(path: items[i].path, into: base.value + i * slot)
+                        } catch {
+                            failures.value[i] = "\(error)"
+                        }
+                    }
+                }
+            }
+        }
+
+        /// The successfully decoded images as one [n, side, side, 3] tensor, and their positions.
+        func input(side: Int) -> (Tensor, [Int])? {
+            let good = errors.indices.filter { errors[$0] == nil }
+            guard !good.isEmpty else { return nil }
+            let tensor = Tensor(uninitialized: [good.count, side, side, 3]) { out in
+                values.withUnsafeBufferPointer { src in
+                    for (row, index) in good.enumerated() {
+                        (out.baseAddress! + row * slot).update(from: src.baseAddress! + index * slot, count: slot)
+                    }
+                }
+            }
+            return (tensor, good)
+        }
+    }
+
+    private func startDecoding(_ items: ArraySlice<InputItem>, side: Int) -> DecodedBatch {
+        let batch = DecodedBatch(items: Array(items), slot: side * side * 3)
+        let loader = self.loader
+        decodeQueue.async {
+            batch.decode(with: loader)
+            batch.ready.signal()
+        }
+        return batch
+    }
+
     public func run(_ items: [InputItem], sink: RecordSink, progress: ProgressReporter? = nil) throws -> Summary {
         var summary = Summary()
         let start = Date()
         let side = card.preprocessing.cropSize
-        let slot = side * side * 3
-        var batch = [Float](repeating: 0, count: batchSize * slot)
-        for chunkStart in stride(from: 0, to: items.count, by: batchSize) {
-            let chunk = Array(items[chunkStart..<min(chunkStart + batchSize, items.count)])
-            var errors = [String?](repeating: nil, count: chunk.count)
-            // Decode in parallel straight into the batch; a slot is compacted away if its file fails.
-            batch.withUnsafeMutableBufferPointer { buffer in
-                let base = UnsafeSendable(buffer.baseAddress!)
-                let results = UnsafeSendable(UnsafeMutablePointer<String?>.allocate(capacity: chunk.count))
-                results.value.initialize(repeating: nil, count: chunk.count)
-                let loader = self.loader
-                DispatchQueue.concurrentPerform(iterations: chunk.count) { i in
-                    if let listingError = chunk[i].listingError {
-                        results.value[i] = "\(chunk[i].path): \(listingError)"
-                        return
+        let chunks = stride(from: 0, to: items.count, by: batchSize).map { items[$0..<min($0 + batchSize, items.count)] }
+        var next = chunks.first.map { startDecoding($0, side: side) }
+        for index in chunks.indices {
+            guard let batch = next else { break }
+            batch.ready.wait()
+            next = index + 1 < chunks.count ? startDecoding(chunks[index + 1], side: side) : nil
+
+            var predictions: [Int: [Prediction]] = [:]
+            if let (input, positions) = batch.input(side: side) {
+                let rows = Softmax.lastAxis(classifier(input)).topK(topK)
+                for (row, position) in positions.enumerated() {
+                    predictions[position] = rows[row].map {
+                        Prediction(index: $0.index, label: card.labels.label($0.index), score: $0.value)
                     }
-                    do {
-                        try loader.load(path: chunk[i].path, into: base.value + i * slot)
-                    } catch {
-                        results.value[i] = "\(error)"
-                    }
-                }
-                for i in 0..<chunk.count { errors[i] = results.value[i] }
-                results.value.deinitialize(count: chunk.count)
-                results.value.deallocate()
-            }
-            let good = (0..<chunk.count).filter { errors[$0] == nil }
-            var predictions: [[Prediction]] = []
-            if !good.isEmpty {
-                let input = Tensor(uninitialized: [good.count, side, side, 3]) { out in
-                    batch.withUnsafeBufferPointer { src in
-                        for (row, index) in good.enumerated() {
-                            (out.baseAddress! + row * slot).update(from: src.baseAddress! + index * slot, count: slot)
-                        }
-                    }
-                }
-                let probabilities = Softmax.lastAxis(classifier(input))
-                predictions = probabilities.topK(topK).map { row in
-                    row.map { Prediction(index: $0.index, label: card.labels.label($0.index), score: $0.value) }
                 }
             }
-            var next = 0
-            for (i, item) in chunk.enumerated() {
+            for (i, item) in batch.items.enumerated() {
                 var record = ResultRecord(source: item.path, model: card.name)
-                if let error = errors[i] {
+                if let error = batch.errors[i] {
                     record.error = error
                     summary.failures += 1
                 } else {
-                    record.topK = predictions[next]
-                    next += 1
+                    record.topK = predictions[i]
                 }
                 try sink.write(record)
                 summary.items += 1

@@ -41,10 +41,15 @@ public enum InputWalker {
         for name in entries.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") {
             let path = (directory as NSString).appendingPathComponent(name)
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
+            let isImage = imageExtensions.contains((name as NSString).pathExtension.lowercased())
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                // Listed but not there: a symbolic link whose target is gone.
+                if isImage { items.append(InputItem(path: path, listingError: "broken symbolic link")) }
+                continue
+            }
             if isDirectory.boolValue {
                 walk(directory: path, into: &items)
-            } else if imageExtensions.contains((name as NSString).pathExtension.lowercased()) {
+            } else if isImage {
                 items.append(InputItem(path: path))
             }
         }

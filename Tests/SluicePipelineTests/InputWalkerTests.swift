@@ -20,6 +20,15 @@ final class InputWalkerTests: XCTestCase {
         XCTAssertEqual(items, ["Sub2/x.png", "a.PNG", "b.jpg", "sub/deeper/y.jpg", "sub/z.jpeg"])
     }
 
+    func testBrokenSymbolicLinksAreReportedNotSkipped() throws {
+        let root = try makeTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("c.jpg").path,
+                                                   withDestinationPath: root.appendingPathComponent("gone.jpg").path)
+        let items = InputWalker.expand([root.path]).filter { $0.path.hasSuffix("/c.jpg") }
+        XCTAssertEqual(items, [InputItem(path: root.appendingPathComponent("c.jpg").path, listingError: "broken symbolic link")])
+    }
+
     func testExplicitFilesAreTakenWhateverTheirExtensionAndMissingPathsReported() throws {
         let root = try makeTree()
         defer { try? FileManager.default.removeItem(at: root) }
