@@ -41,17 +41,27 @@ public struct ModelCard: Sendable {
     /// Keys a checkpoint may carry that inference does not use.
     public var ignoredKeySuffixes: [String]
     let build: @Sendable ([String: Tensor]) -> any ImageClassifier
+    /// Maps a checkpoint's key names to the official ones before validation (e.g. a re-release that
+    /// renamed modules); identity by default.
+    public var normalizeKeys: @Sendable (StateDict) throws -> StateDict = { $0 }
 
     public func makeClassifier(weights: [String: Tensor]) throws -> any ImageClassifier {
         try WeightCheck.validate(weights, against: self)
         return build(weights)
+    }
+
+    /// Normalises the key names of a checkpoint, validates it and builds the model.
+    public func makeClassifier(stateDict: StateDict, source: String = "weights") throws -> any ImageClassifier {
+        let tensors = try normalizeKeys(stateDict).tensors
+        try WeightCheck.validate(tensors, against: self, source: source)
+        return build(tensors)
     }
 }
 
 public enum ModelRegistry {
     public static let cards: [ModelCard] = [
         efficientNetLite(name: "efficientnet_lite0", variant: 0),
-    ]
+    ] + HorNetConfiguration.officialNames.map(horNet)
 
     public static var names: [String] { cards.map(\.name) }
 
@@ -73,6 +83,20 @@ public enum ModelRegistry {
                          parameterShapes: EfficientNetLite.parameterShapes(config),
                          ignoredKeySuffixes: ["num_batches_tracked"],
                          build: { EfficientNetLite(configuration: config, weights: $0) })
+    }
+}
+
+extension ModelRegistry {
+    /// HorNet cards: official constructors at 224, torchvision-style ImageNet preprocessing (Resize 256
+    /// bicubic, CenterCrop 224, ImageNet mean/std, as the official `datasets.py` evaluates below 384).
+    static func horNet(name: String) -> ModelCard {
+        let config = HorNetConfiguration.named(name)!
+        let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "imagenet21k", labels: [])
+        return ModelCard(name: name, family: "hornet", reference: "hornet.py (github.com/raoyongming/HorNet)",
+                         preprocessing: .imageNet, labels: labels,
+                         parameterShapes: HorNet.parameterShapes(config), ignoredKeySuffixes: [],
+                         build: { HorNet(configuration: config, weights: $0) },
+                         normalizeKeys: { try HorNet.sanitize($0) })
     }
 }
 

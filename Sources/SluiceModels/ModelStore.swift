@@ -34,7 +34,7 @@ public struct ModelStore: Sendable {
     public func importCheckpoint(_ source: URL, model: String) throws -> ImportSummary {
         let card = try ModelRegistry.card(named: model)
         let format = try Checkpoint.format(of: source)
-        let stateDict = try Checkpoint.load(source)
+        let stateDict = try card.normalizeKeys(Checkpoint.load(source))
         let tensors = stateDict.tensors
         try WeightCheck.validate(tensors, against: card, source: source.path)
         let ordered = card.parameterShapes.map { ($0.0, tensors[$0.0]!) }
@@ -70,7 +70,7 @@ public struct ModelStore: Sendable {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw ModelError.noWeights(model: model, searched: url.path)
         }
-        let stateDict = try Checkpoint.load(url)
+        let stateDict = try card.normalizeKeys(Checkpoint.load(url))
         try WeightCheck.validate(stateDict.tensors, against: card, source: url.path)
         return (card, card.build(stateDict.tensors))
     }

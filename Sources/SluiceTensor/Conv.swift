@@ -178,9 +178,9 @@ public enum ConvKernels {
             for group in 0..<groups {
                 BLAS.gemm(m: g.batch * pixelsOut, n: outPerGroup, k: inPerGroup,
                           a: input + group * inPerGroup, lda: g.inChannels,
-                          b: weight + group * outPerGroup * patch, ldb: patch, transposeB: true,
+                          b: weight + group * outPerGroup * patch, ldb: patch,
                           c: output + group * outPerGroup, ldc: g.outChannels,
-                          bias: bias.map { $0 + group * outPerGroup }, activation: activation)
+                          epilogue: .bias(bias.map { $0 + group * outPerGroup }, activation: activation))
             }
             return
         }
@@ -192,9 +192,9 @@ public enum ConvKernels {
             for group in 0..<groups {
                 im2col(g, input: imageIn, channelOffset: group * inPerGroup, channels: inPerGroup, columns: columns)
                 BLAS.gemm(m: pixelsOut, n: outPerGroup, k: patch, a: columns, lda: patch,
-                          b: weight + group * outPerGroup * patch, ldb: patch, transposeB: true,
+                          b: weight + group * outPerGroup * patch, ldb: patch,
                           c: imageOut + group * outPerGroup, ldc: g.outChannels,
-                          bias: bias.map { $0 + group * outPerGroup }, activation: activation)
+                          epilogue: .bias(bias.map { $0 + group * outPerGroup }, activation: activation))
             }
         }
     }

@@ -14,31 +14,74 @@ public enum BLAS {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+}
 
-    /// C = A * op(B) + bias, then `activation`, computed in tiles of rows (or of columns when there are
-    /// few rows) spread over `Parallel.threads`, each tile finished (bias, activation) right after its
-    /// product, while it is still in cache. OpenBLAS itself runs single-threaded inside each tile (see `Parallel.configure`).
-    public static func gemm(m: Int, n: Int, k: Int,
-                            a: UnsafePointer<Float>, lda: Int,
-                            b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-                            c: UnsafeMutablePointer<Float>, ldc: Int,
-                            bias: UnsafePointer<Float>?, activation: Activation) {
+/// What a tiled GEMM does to each tile of C right after computing it, while the tile is in cache.
+public enum GemmEpilogue: @unchecked Sendable {
+    case none
+    /// C = activation(C + bias); a nil bias adds nothing.
+    case bias(UnsafePointer<Float>?, activation: Activation = .identity)
+    /// C = (C + bias) ⊙ gate, the gate with its own row stride (HorNet's recursive gating).
+    case biasGate(bias: UnsafePointer<Float>, gate: UnsafePointer<Float>, gateStride: Int)
+
+    var biasPointer: UnsafePointer<Float>? {
+        switch self {
+        case .none: return nil
+        case .bias(let p, _): return p
+        case .biasGate(let p, _, _): return p
+        }
+    }
+}
+
+extension BLAS {
+    /// C = A · Bᵀ (B is [n, k], PyTorch's weight layout), or C += A · Bᵀ when `accumulate`, split into
+    /// tiles of rows (or of columns when there are few rows) over `Parallel.threads`, each tile finished
+    /// by `epilogue` right after its product. OpenBLAS runs single-threaded inside each tile
+    /// (`Parallel.configure`); the split does not change any value (each element of C is one dot
+    /// product in OpenBLAS's order whichever tile computes it, up to its own kernel choice).
+    public static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                            accumulate: Bool = false, epilogue: GemmEpilogue = .none) {
         guard m > 0, n > 0 else { return }
         let threads = Parallel.threads
-        // About 256 KiB of C per tile keeps the tile in L2 between the product and its epilogue; at
-        // least 128 rows, because OpenBLAS packs the weights again for every tile.
-        let rowsForCache = max(128, (65536 / n) & ~15)
-        let splitRows = m >= 32 * threads || m >= 2 * rowsForCache || threads == 1 || n < 64 * threads
-        let a = UnsafeSendable(a), b = UnsafeSendable(b), c = UnsafeSendable(c), bias = UnsafeSendable(bias)
-        if splitRows {
-            let tileRows = min(rowsForCache, max(16, (m + threads - 1) / threads))
+        // OpenBLAS packs the weights again for every call, so tiles are large (~1 MiB of C, still in L2
+        // for the epilogue); without an epilogue one thread takes all rows in one call.
+        let rowsForCache = max(256, (262144 / n) & ~15)
+        let box = UnsafeSendable((a, b, c, epilogue.biasPointer))
+        // Starting C at the bias and accumulating (beta = 1) replaces OpenBLAS's own beta = 0 pass
+        // (measured 7% of EfficientNet-Lite0) and the bias pass with one write.
+        @Sendable func product(rows: Int, row0: Int, columns: Int, column0: Int) {
+            let (a, b, c, bias) = box.value
+            let cTile = c + row0 * ldc + column0
+            if let bias {
+                for row in 0..<rows {
+                    let r = cTile + row * ldc
+                    for j in 0..<columns { r[j] = bias[column0 + j] }
+                }
+            }
+            gemm(m: rows, n: columns, k: k, a: a + row0 * lda, lda: lda, b: b + column0 * ldb, ldb: ldb,
+                 transposeB: true, c: cTile, ldc: ldc, beta: accumulate || bias != nil ? 1 : 0)
+            switch epilogue {
+            case .none: return
+            case .bias(_, let activation):
+                guard activation != .identity else { return }
+                for row in 0..<rows { activation.apply(cTile + row * ldc, count: columns) }
+            case .biasGate(_, let gate, let gateStride):
+                for row in 0..<rows {
+                    let r = cTile + row * ldc, gr = gate + (row0 + row) * gateStride + column0
+                    for j in 0..<columns { r[j] *= gr[j] }
+                }
+            }
+        }
+        if threads == 1 || m >= 2 * rowsForCache || m >= 32 * threads || n < 64 * threads {
+            var rowsPerTile = min(rowsForCache, max(16, (m + threads - 1) / threads))
+            if threads == 1, case .none = epilogue { rowsPerTile = m }
+            let tileRows = rowsPerTile
             let tiles = (m + tileRows - 1) / tileRows
             Parallel.forEachChunk(tiles) { range in
                 for tile in range {
-                    let row0 = tile * tileRows, rows = min(tileRows, m - row0)
-                    tileProduct(rows: rows, columns: n, k: k, a: a.value + row0 * lda, lda: lda,
-                                b: b.value, ldb: ldb, transposeB: transposeB, c: c.value + row0 * ldc, ldc: ldc,
-                                bias: bias.value, activation: activation)
+                    let row0 = tile * tileRows
+                    product(rows: min(tileRows, m - row0), row0: row0, columns: n, column0: 0)
                 }
             }
         } else {
@@ -47,31 +90,10 @@ public enum BLAS {
             let tiles = (n + tileColumns - 1) / tileColumns
             Parallel.forEachChunk(tiles) { range in
                 for tile in range {
-                    let column0 = tile * tileColumns, columns = min(tileColumns, n - column0)
-                    let bTile = transposeB ? b.value + column0 * ldb : b.value + column0
-                    tileProduct(rows: m, columns: columns, k: k, a: a.value, lda: lda,
-                                b: bTile, ldb: ldb, transposeB: transposeB, c: c.value + column0, ldc: ldc,
-                                bias: bias.value.map { $0 + column0 }, activation: activation)
+                    let column0 = tile * tileColumns
+                    product(rows: m, row0: 0, columns: min(tileColumns, n - column0), column0: column0)
                 }
             }
-        }
-    }
-
-    @inline(__always)
-    static func tileProduct(rows: Int, columns: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-                            b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-                            c: UnsafeMutablePointer<Float>, ldc: Int,
-                            bias: UnsafePointer<Float>?, activation: Activation) {
-        // Start C at the bias (or zero) and accumulate with beta = 1: OpenBLAS's own beta = 0 pass
-        // costs more than this inline fill (measured 7% of EfficientNet-Lite0).
-        for row in 0..<rows {
-            let r = c + row * ldc
-            if let bias { for j in 0..<columns { r[j] = bias[j] } } else { for j in 0..<columns { r[j] = 0 } }
-        }
-        gemm(m: rows, n: columns, k: k, a: a, lda: lda, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
-             beta: 1)
-        if activation != .identity {
-            for row in 0..<rows { activation.apply(c + row * ldc, count: columns) }
         }
     }
 }
@@ -100,8 +122,8 @@ public struct Linear: Sendable {
                 weight.data.withUnsafeBufferPointer { wp in
                     withOptionalPointer(bias?.data) { bp in
                         BLAS.gemm(m: rows, n: outFeatures, k: inFeatures, a: xp.baseAddress!, lda: inFeatures,
-                                  b: wp.baseAddress!, ldb: inFeatures, transposeB: true,
-                                  c: out.baseAddress!, ldc: outFeatures, bias: bp, activation: activation)
+                                  b: wp.baseAddress!, ldb: inFeatures, c: out.baseAddress!, ldc: outFeatures,
+                                  epilogue: .bias(bp, activation: activation))
                     }
                 }
             }
