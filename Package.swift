@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
@@ -29,7 +30,8 @@ let package = Package(
                 swiftSettings: fastMath),
         .target(name: "SluiceModels", dependencies: ["SluiceTensor", "ZIPFoundation"],
                 resources: [.copy("Resources")], swiftSettings: fastMath),
-        .target(name: "SluicePipeline", dependencies: ["SluiceTensor", "SluiceMedia", "SluiceModels"],
+        .target(name: "SluicePipeline", dependencies: ["SluiceTensor", "SluiceMedia", "SluiceModels",
+                                                       .product(name: "Yams", package: "Yams")],
                 swiftSettings: fastMath),
         .executableTarget(name: "sluice", dependencies: [
             "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline",

@@ -12,7 +12,7 @@ public struct InputItem: Sendable, Equatable {
 public enum InputWalker {
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "jpe", "png"]
 
-    public static func expand(_ paths: [String]) -> [InputItem] {
+    public static func expand(_ paths: [String], recursive: Bool = true) -> [InputItem] {
         var items: [InputItem] = []
         for path in paths {
             var isDirectory: ObjCBool = false
@@ -21,7 +21,7 @@ public enum InputWalker {
                 continue
             }
             if isDirectory.boolValue {
-                walk(directory: path, into: &items)
+                walk(directory: path, recursive: recursive, into: &items)
             } else {
                 items.append(InputItem(path: path))
             }
@@ -29,7 +29,20 @@ public enum InputWalker {
         return items
     }
 
-    private static func walk(directory: String, into items: inout [InputItem]) {
+    /// Inputs named one per line in a list file; blank lines and `#` comments are skipped, relative
+    /// paths are taken from the list file's folder.
+    public static func readList(_ path: String) throws -> [InputItem] {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let folder = (path as NSString).deletingLastPathComponent
+        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            .map { line in
+                let full = line.hasPrefix("/") ? line : (folder as NSString).appendingPathComponent(line)
+                return expand([full]).first ?? InputItem(path: full)
+            }
+    }
+
+    private static func walk(directory: String, recursive: Bool, into items: inout [InputItem]) {
         let entries: [String]
         do {
             entries = try FileManager.default.contentsOfDirectory(atPath: directory)
@@ -48,7 +61,7 @@ public enum InputWalker {
                 continue
             }
             if isDirectory.boolValue {
-                walk(directory: path, into: &items)
+                if recursive { walk(directory: path, recursive: true, into: &items) }
             } else if isImage {
                 items.append(InputItem(path: path))
             }

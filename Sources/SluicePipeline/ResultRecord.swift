@@ -108,6 +108,14 @@ public final class CSVSink: RecordSink {
     public func close() throws { try handle.close() }
 }
 
+/// Writes every record to several sinks (a pipeline's JSONL and CSV outputs).
+public final class TeeSink: RecordSink {
+    let sinks: [RecordSink]
+    public init(_ sinks: [RecordSink]) { self.sinks = sinks }
+    public func write(_ record: ResultRecord) throws { for sink in sinks { try sink.write(record) } }
+    public func close() throws { for sink in sinks { try sink.close() } }
+}
+
 public enum Sinks {
     /// A sink for `path` chosen by extension (.jsonl/.json/.ndjson or .csv); nil path means stdout JSONL.
     public static func open(path: String?, topK: Int) throws -> RecordSink {

@@ -10,7 +10,7 @@ struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Run gated vision backbones over images and videos.",
-        subcommands: [Classify.self, Infer.self, Models.self, Benchmark.self])
+        subcommands: [Classify.self, Run.self, Infer.self, Models.self, Benchmark.self, Probe.self])
 }
 
 /// Prints a one-line error and exits non-zero: for failures of the whole command, not of one item.
@@ -56,6 +56,50 @@ struct Classify: ParsableCommand {
         try sink.close()
         let line = String(format: "classified %d images with %@: %d failed, %.1f images/s (%d threads)\n",
                           summary.items, card.name, summary.failures, summary.imagesPerSecond, Parallel.threads)
+        FileHandle.standardError.write(Data(line.utf8))
+        if strict && summary.failures > 0 { throw ExitCode(2) }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a pipeline definition (YAML): a source of images, a model stage, top-k, sinks.")
+
+    @Argument(help: "Pipeline file.") var pipeline: String
+    @Flag(help: "Exit non-zero when any item fails.") var strict = false
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func run() throws {
+        threadOptions.apply()
+        let definition: PipelineDefinition
+        do {
+            definition = try PipelineDefinition.load(contentsOf: URL(fileURLWithPath: pipeline))
+        } catch let error as PipelineValidationError {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            FileHandle.standardError.write(Data("sluice: error: \(pipeline): \(error.issues.count) problem(s)\n".utf8))
+            throw ExitCode(1)
+        }
+        let card: ModelCard, classifier: any ImageClassifier
+        let items: [InputItem]
+        let sink: RecordSink
+        do {
+            (card, classifier) = try ModelStore().loadClassifier(
+                definition.model.name, weights: definition.model.weights.map { URL(fileURLWithPath: $0) })
+            switch definition.source {
+            case .images(let paths, let recursive): items = InputWalker.expand(paths, recursive: recursive)
+            case .list(let path): items = try InputWalker.readList(path)
+            }
+            let outputs = [definition.jsonl, definition.csv].compactMap { $0 }
+            sink = TeeSink(try outputs.map { try Sinks.open(path: $0, topK: definition.topK) })
+        } catch {
+            fail("\(pipeline): \(error)")
+        }
+        let runner = ClassifyRunner(card: card, classifier: classifier, topK: definition.topK,
+                                    batchSize: definition.model.batch)
+        let summary = try runner.run(items, sink: sink, progress: ProgressReporter(total: items.count, label: "images"))
+        try sink.close()
+        let line = String(format: "%@: %d items with %@: %d failed, %.1f items/s\n", definition.name,
+                          summary.items, card.name, summary.failures, summary.imagesPerSecond)
         FileHandle.standardError.write(Data(line.utf8))
         if strict && summary.failures > 0 { throw ExitCode(2) }
     }
