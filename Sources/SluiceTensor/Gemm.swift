@@ -74,7 +74,11 @@ extension BLAS {
             }
         }
         if threads == 1 || m >= 2 * rowsForCache || m >= 32 * threads || n < 64 * threads {
-            var rowsPerTile = min(rowsForCache, max(16, (m + threads - 1) / threads))
+            // A multiple of `threads` tiles of equal size, so no thread idles while another finishes
+            // an extra tile (5 tiles on 2 threads would leave one thread idle for a fifth of the time).
+            var tileCount = (m + rowsForCache - 1) / rowsForCache
+            tileCount = (tileCount + threads - 1) / threads * threads
+            var rowsPerTile = max(16, (m + tileCount - 1) / tileCount)
             if threads == 1, case .none = epilogue { rowsPerTile = m }
             let tileRows = rowsPerTile
             let tiles = (m + tileRows - 1) / tileRows

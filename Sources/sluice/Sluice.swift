@@ -19,6 +19,15 @@ func fail(_ message: String) -> Never {
     Foundation.exit(1)
 }
 
+/// The named model with weights from FILE or the model store; a failure ends the command with one line.
+func loadClassifier(_ model: String, weights: String?) -> (ModelCard, any ImageClassifier) {
+    do {
+        return try ModelStore().loadClassifier(model, weights: weights.map { URL(fileURLWithPath: $0) })
+    } catch {
+        fail("\(error)")
+    }
+}
+
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Worker threads for kernels and OpenBLAS (default: SLUICE_THREADS or all cores).")
     var threads: Int?
@@ -40,13 +49,7 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         threadOptions.apply()
-        let store = ModelStore()
-        let card: ModelCard, classifier: any ImageClassifier
-        do {
-            (card, classifier) = try store.loadClassifier(model, weights: weights.map { URL(fileURLWithPath: $0) })
-        } catch {
-            fail("\(error)")
-        }
+        let (card, classifier) = loadClassifier(model, weights: weights)
         let items = InputWalker.expand(paths)
         let sink: RecordSink
         do { sink = try Sinks.open(path: out, topK: topK) } catch { fail("\(error)") }
@@ -79,12 +82,10 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data("sluice: error: \(pipeline): \(error.issues.count) problem(s)\n".utf8))
             throw ExitCode(1)
         }
-        let card: ModelCard, classifier: any ImageClassifier
+        let (card, classifier) = loadClassifier(definition.model.name, weights: definition.model.weights)
         let items: [InputItem]
         let sink: RecordSink
         do {
-            (card, classifier) = try ModelStore().loadClassifier(
-                definition.model.name, weights: definition.model.weights.map { URL(fileURLWithPath: $0) })
             switch definition.source {
             case .images(let paths, let recursive): items = InputWalker.expand(paths, recursive: recursive)
             case .list(let path): items = try InputWalker.readList(path)
@@ -117,8 +118,8 @@ struct Infer: ParsableCommand {
 
     func run() throws {
         threadOptions.apply()
+        let (_, classifier) = loadClassifier(model, weights: weights)
         do {
-            let (_, classifier) = try ModelStore().loadClassifier(model, weights: weights.map { URL(fileURLWithPath: $0) })
             guard input.count == 1 else { fail("\(model) takes one input, got \(input.count)") }
             let path = input[0].split(separator: "=", maxSplits: 1).last.map(String.init)!
             let x = try NPY.read(contentsOf: URL(fileURLWithPath: path))
@@ -176,12 +177,7 @@ struct Benchmark: ParsableCommand {
 
     func run() throws {
         threadOptions.apply()
-        let card: ModelCard, classifier: any ImageClassifier
-        do {
-            (card, classifier) = try ModelStore().loadClassifier(model, weights: weights.map { URL(fileURLWithPath: $0) })
-        } catch {
-            fail("\(error)")
-        }
+        let (card, classifier) = loadClassifier(model, weights: weights)
         let side = card.preprocessing.cropSize
         var generator = SystemRandomNumberGenerator()
         let input = Tensor(shape: [batch, side, side, 3],

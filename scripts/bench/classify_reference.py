@@ -13,22 +13,10 @@ import sys
 import time
 
 import numpy as np
-from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
-
-
-def preprocess(path, resize=256, crop=224):
-    image = Image.open(path).convert("RGB")
-    w, h = image.size
-    size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
-    image = image.resize(size, Image.BICUBIC)
-    w, h = image.size
-    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
-    image = image.crop((left, top, left + crop, top + crop))
-    x = (np.asarray(image, dtype=np.float32) - 127.0) / 128.0
-    return x.transpose(2, 0, 1)
+from efficientnet_lite import preprocess  # noqa: E402  (the same preprocessing as the parity fixtures)
 
 
 def timed(run, batch, seconds=3.0, min_iterations=5):

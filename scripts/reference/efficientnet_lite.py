@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -33,6 +32,7 @@ def official_model():
                                "efficientnet-lite-pytorch==0.1.0", "-d", WORK])
         wheels = glob.glob(os.path.join(WORK, "efficientnet_lite_pytorch-0.1.0-*.whl"))
     sys.path.insert(0, wheels[0])  # a pure-Python wheel is an importable zip
+    import torch
     from efficientnet_lite_pytorch import EfficientNet
     model = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(WEIGHTS, map_location="cpu")
@@ -57,7 +57,7 @@ def preprocess(path, resize=256, crop=224):
 
 
 def main():
-    torch.manual_seed(0)
+    import torch
     model = official_model()
     x = np.stack([preprocess(os.path.join(ROOT, p)) for p in IMAGES])
     with torch.no_grad():
