@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
@@ -33,8 +34,9 @@ let package = Package(
         .target(name: "SluicePipeline", dependencies: ["SluiceTensor", "SluiceMedia", "SluiceModels",
                                                        .product(name: "Yams", package: "Yams")],
                 swiftSettings: fastMath),
+        .target(name: "SluiceJobs", dependencies: ["SluicePipeline", .product(name: "GRDB", package: "GRDB.swift")]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline",
+            "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
 
@@ -42,6 +44,7 @@ let package = Package(
         .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline"]),
+        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,6 +4,7 @@ import Foundation
 public struct InputItem: Sendable, Equatable {
     public var path: String
     public var listingError: String?
+    public init(path: String, listingError: String? = nil) { self.path = path; self.listingError = listingError }
 }
 
 /// Expands files and folders into a stable, sorted list of image inputs. Folders are walked

@@ -4,13 +4,14 @@ import SluiceMedia
 import SluiceModels
 import SluicePipeline
 import SluiceTensor
+import SluiceJobs
 
 @main
 struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Run gated vision backbones over images and videos.",
-        subcommands: [Classify.self, Run.self, Infer.self, Models.self, Benchmark.self, Probe.self])
+        subcommands: [Classify.self, Run.self, Jobs.self, Infer.self, Models.self, Benchmark.self, Probe.self])
 }
 
 /// Prints a one-line error and exits non-zero: for failures of the whole command, not of one item.
@@ -66,9 +67,16 @@ struct Classify: ParsableCommand {
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a pipeline definition (YAML): a source of images, a model stage, top-k, sinks.")
+        abstract: "Run a pipeline definition (YAML) as a resumable job: running it again resumes it.",
+        discussion: """
+            A job is identified by its pipeline file and its inputs. Each batch's results are committed to \
+            the job store ($SLUICE_HOME/jobs.sqlite) together with the items' states, and the sink files are \
+            written from the committed results, so a killed run loses nothing and a resumed one writes no \
+            record twice.
+            """)
 
     @Argument(help: "Pipeline file.") var pipeline: String
+    @Flag(help: "Start the job over instead of resuming it.") var fresh = false
     @Flag(help: "Exit non-zero when any item fails.") var strict = false
     @OptionGroup var threadOptions: ThreadOptions
 
@@ -83,26 +91,98 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         let (card, classifier) = loadClassifier(definition.model.name, weights: definition.model.weights)
-        let items: [InputItem]
-        let sink: RecordSink
+        let store: JobStore, job: JobStore.Job, runner: JobRunner
+        let inputs: [InputItem], sink: CommittingSink
         do {
+            let items: [InputItem]
             switch definition.source {
             case .images(let paths, let recursive): items = InputWalker.expand(paths, recursive: recursive)
             case .list(let path): items = try InputWalker.readList(path)
             }
-            let outputs = [definition.jsonl, definition.csv].compactMap { $0 }
-            sink = TeeSink(try outputs.map { try Sinks.open(path: $0, topK: definition.topK) })
+            let pipelineText = try String(contentsOfFile: pipeline, encoding: .utf8)
+            store = try JobStore.openDefault()
+            job = try store.openJob(id: JobStore.jobID(pipeline: pipelineText, sources: items.map(\.path)),
+                                    name: definition.name, pipeline: pipeline, items: items, fresh: fresh)
+            runner = JobRunner(store: store, jobID: job.id)
+            (inputs, sink) = try runner.pending(commitEvery: definition.model.batch)
         } catch {
             fail("\(pipeline): \(error)")
         }
-        let runner = ClassifyRunner(card: card, classifier: classifier, topK: definition.topK,
-                                    batchSize: definition.model.batch)
-        let summary = try runner.run(items, sink: sink, progress: ProgressReporter(total: items.count, label: "images"))
+        if inputs.count < job.total {
+            FileHandle.standardError.write(Data("job \(job.id): resuming, \(job.total - inputs.count) of \(job.total) items already done\n".utf8))
+        }
+        let classify = ClassifyRunner(card: card, classifier: classifier, topK: definition.topK,
+                                      batchSize: definition.model.batch)
+        let summary = try classify.run(inputs, sink: sink, progress: ProgressReporter(total: inputs.count, label: "images"))
         try sink.close()
-        let line = String(format: "%@: %d items with %@: %d failed, %.1f items/s\n", definition.name,
-                          summary.items, card.name, summary.failures, summary.imagesPerSecond)
+        try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
+        let totals = try store.progress(job: job.id)
+        let line = String(format: "%@ (job %@): %d items, %d done, %d failed; this run %d items at %.1f items/s\n",
+                          definition.name, job.id, totals.total, totals.done, totals.failed, summary.items,
+                          summary.imagesPerSecond)
         FileHandle.standardError.write(Data(line.utf8))
-        if strict && summary.failures > 0 { throw ExitCode(2) }
+        if strict && totals.failed > 0 { throw ExitCode(2) }
+    }
+}
+
+struct Jobs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List, show and export jobs in the job store.", subcommands: [List.self, Show.self, Export.self])
+
+    static func store() -> JobStore {
+        do { return try JobStore.openDefault() } catch { fail("job store: \(error)") }
+    }
+
+    static func job(_ id: String, in store: JobStore) -> JobStore.Job {
+        do {
+            guard let job = try store.job(id: id) else { fail("no job '\(id)' (see `sluice jobs list`)") }
+            return job
+        } catch {
+            fail("job store: \(error)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One line per job: id, name, progress.")
+        func run() throws {
+            let store = Jobs.store()
+            for job in try store.jobs() {
+                let p = try store.progress(job: job.id)
+                print("\(job.id)\t\(job.name)\t\(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)\t\(job.pipeline)")
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A job's progress and its failed items.")
+        @Argument(help: "Job id (a unique prefix is enough).") var id: String
+        func run() throws {
+            let store = Jobs.store()
+            let job = Jobs.job(id, in: store)
+            let p = try store.progress(job: job.id)
+            print("job \(job.id) \(job.name) (\(job.pipeline)): \(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)")
+            for record in try store.records(job: job.id) where record.error != nil {
+                print("failed: \(record.error!)")
+            }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a job's committed records to FILE.jsonl or FILE.csv.")
+        @Argument(help: "Job id (a unique prefix is enough).") var id: String
+        @Option(help: "Output file (.jsonl or .csv).") var out: String
+        @Option(name: .customLong("top-k"), help: "Predictions per record in CSV columns.") var topK = 5
+        func run() throws {
+            let store = Jobs.store()
+            let job = Jobs.job(id, in: store)
+            let runner = JobRunner(store: store, jobID: job.id)
+            do {
+                let csv = out.lowercased().hasSuffix(".csv")
+                try runner.exportSinks(jsonl: csv ? nil : out, csv: csv ? out : nil, topK: topK)
+            } catch {
+                fail("\(out): \(error)")
+            }
+        }
     }
 }
 
