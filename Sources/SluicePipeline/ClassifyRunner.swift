@@ -10,6 +10,8 @@ public final class ClassifyRunner {
         public var items = 0
         public var failures = 0
         public var seconds = 0.0
+        /// The run stopped early because `shouldStop` said so.
+        public var stopped = false
         public var imagesPerSecond: Double { seconds > 0 ? Double(items) / seconds : 0 }
     }
 
@@ -89,7 +91,10 @@ public final class ClassifyRunner {
         return batch
     }
 
-    public func run(_ items: [InputItem], sink: RecordSink, progress: ProgressReporter? = nil) throws -> Summary {
+    /// Classifies `items` in order; `shouldStop` is asked between batches (Ctrl-C), and a stopped run
+    /// has written every record of the batches it finished and nothing of the others.
+    public func run(_ items: [InputItem], sink: RecordSink, progress: ProgressReporter? = nil,
+                    shouldStop: () -> Bool = { false }) throws -> Summary {
         var summary = Summary()
         let start = Date()
         let side = card.preprocessing.cropSize
@@ -98,6 +103,7 @@ public final class ClassifyRunner {
         for index in chunks.indices {
             guard let batch = next else { break }
             batch.ready.wait()
+            if shouldStop() { summary.stopped = true; break }
             next = index + 1 < chunks.count ? startDecoding(chunks[index + 1], side: side) : nil
 
             var predictions: [Int: [Prediction]] = [:]

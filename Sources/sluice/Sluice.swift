@@ -113,9 +113,17 @@ struct Run: ParsableCommand {
         }
         let classify = ClassifyRunner(card: card, classifier: classifier, topK: definition.topK,
                                       batchSize: definition.model.batch)
-        let summary = try classify.run(inputs, sink: sink, progress: ProgressReporter(total: inputs.count, label: "images"))
+        // Ctrl-C: finish the batch in flight, commit it, write the sinks, say where the job stopped.
+        let interrupt = Interrupt()
+        let summary = try classify.run(inputs, sink: sink, progress: ProgressReporter(total: inputs.count, label: "images"),
+                                       shouldStop: { interrupt.requested })
         try sink.close()
         try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
+        if summary.stopped {
+            let totals = try store.progress(job: job.id)
+            FileHandle.standardError.write(Data("\ninterrupted: job \(job.id) stopped after \(totals.done + totals.failed) of \(totals.total) items; run the same command again to resume\n".utf8))
+            throw ExitCode(130)
+        }
         let totals = try store.progress(job: job.id)
         let line = String(format: "%@ (job %@): %d items, %d done, %d failed; this run %d items at %.1f items/s\n",
                           definition.name, job.id, totals.total, totals.done, totals.failed, summary.items,
@@ -123,6 +131,24 @@ struct Run: ParsableCommand {
         FileHandle.standardError.write(Data(line.utf8))
         if strict && totals.failed > 0 { throw ExitCode(2) }
     }
+}
+
+/// Turns SIGINT into a flag the run checks between batches (a second Ctrl-C exits at once).
+final class Interrupt: @unchecked Sendable {
+    private let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    private let lock = NSLock()
+    private var count = 0
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source.setEventHandler { [self] in
+            lock.lock(); count += 1; let n = count; lock.unlock()
+            if n > 1 { Foundation.exit(130) }
+        }
+        source.resume()
+    }
+
+    var requested: Bool { lock.lock(); defer { lock.unlock() }; return count > 0 }
 }
 
 struct Jobs: ParsableCommand {
