@@ -62,6 +62,7 @@ public enum ModelRegistry {
     public static let cards: [ModelCard] = [
         efficientNetLite(name: "efficientnet_lite0", variant: 0),
     ] + HorNetConfiguration.officialNames.map(horNet)
+        + ViGConfiguration.officialNames.map { vigCard(name: $0, configuration: ViGConfiguration.named($0)!) }
 
     public static var names: [String] { cards.map(\.name) }
 

@@ -1,0 +1,372 @@
+// ViG (Liao et al., "ViG: Linear-complexity Visual Sequence Learning with Gated Linear Attention"),
+// plain (non-hierarchical) variant, following the official `classification/models/vig.py` of hustvl/ViG
+// (Apache-2.0), whose module names the released checkpoints use:
+//   patch_embed.proj.{0: Conv2d k=p/2+1 s=p/2 p=1, 1: LayerNorm2d, 2: SiLU, 3: Conv2d 3x3/2 p=1, 4: LayerNorm2d},
+//   pos_embed [1, grid², C], head,
+//   blocks.i.{attn_norm, attn.{in_proj.0 (3x3 depthwise, no bias), qkv_proj, gk_proj.{0,1}, o_proj, g_norm,
+//             l_norm, g_proj}, mlp_norm, mlp.{gate_proj, down_proj}}, norm.
+// Eval forward of a block (`GLABlock` + `GatedLinearAttention`, eval branch):
+//   a = RMSNorm(x); L = dwconv3x3(a) (SiLU for ViG-T); q|k|v, gates and g all come from L;
+//   gf|gb = logsigmoid(gk_proj(L)) / 16; o = (o_fwd + o_bwd) / 2 / 2 (the kernel's mean, then `o /= 2`),
+//   computed by the chunked scan (`GLA.bidirectionalChunked`, tested against the step-by-step recurrence);
+//   y = RMSNorm_g(o) ⊙ σ(g_proj L) + RMSNorm_l(L) ⊙ (1 − σ(g_proj L)) per head (one [d_v] weight shared
+//   by the heads); SiLU for ViG-T; x += o_proj(y); x += down(SiLU(gate) ⊙ up) on RMSNorm(x).
+// Every RMSNorm has eps 1e-6; the stem's LayerNorm2d eps 1e-5. pos_embed is resized bicubically
+// (align_corners=False) when the token grid differs from the trained one.
+
+import Foundation
+import SluiceTensor
+
+public struct ViGConfiguration: Codable, Sendable, Equatable {
+    public var embedDim: Int
+    public var depth: Int
+    public var numHeads: Int
+    public var expandK: Double
+    public var expandV: Double
+    /// `patch_size`: the stem's total stride (first conv stride patch/2, second 2).
+    public var patchSize: Int
+    /// `img_size`: the input side the pos_embed grid was trained for.
+    public var imgSize: Int
+    /// The SwiGLU hidden size; nil means the official default 256·ceil(int(8·C/3)/256).
+    public var intermediateSize: Int?
+    /// `USE_ACT_IN_CONV`: SiLU after the 3x3 depthwise conv (ViG-T).
+    public var useActInConv: Bool
+    /// `USE_OUT_ACT`: SiLU before o_proj (ViG-T).
+    public var useOutAct: Bool
+    public var numClasses: Int
+    public var inChans: Int
+
+    enum CodingKeys: String, CodingKey {
+        case embedDim = "embed_dim", depth, numHeads = "num_heads", expandK = "expand_k", expandV = "expand_v"
+        case patchSize = "patch_size", imgSize = "img_size", intermediateSize = "intermediate_size"
+        case useActInConv = "use_act_in_conv", useOutAct = "use_out_act", numClasses = "num_classes"
+        case inChans = "in_chans"
+    }
+
+    public init(embedDim: Int, depth: Int, numHeads: Int, expandK: Double = 0.5, expandV: Double = 1,
+                patchSize: Int = 16, imgSize: Int = 224, intermediateSize: Int? = nil,
+                useActInConv: Bool, useOutAct: Bool, numClasses: Int = 1000, inChans: Int = 3) {
+        self.embedDim = embedDim; self.depth = depth; self.numHeads = numHeads
+        self.expandK = expandK; self.expandV = expandV; self.patchSize = patchSize; self.imgSize = imgSize
+        self.intermediateSize = intermediateSize; self.useActInConv = useActInConv; self.useOutAct = useOutAct
+        self.numClasses = numClasses; self.inChans = inChans
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(embedDim: try c.decode(Int.self, forKey: .embedDim), depth: try c.decode(Int.self, forKey: .depth),
+                  numHeads: try c.decode(Int.self, forKey: .numHeads),
+                  expandK: try c.decodeIfPresent(Double.self, forKey: .expandK) ?? 0.5,
+                  expandV: try c.decodeIfPresent(Double.self, forKey: .expandV) ?? 1,
+                  patchSize: try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? 16,
+                  imgSize: try c.decodeIfPresent(Int.self, forKey: .imgSize) ?? 224,
+                  intermediateSize: try c.decodeIfPresent(Int.self, forKey: .intermediateSize),
+                  useActInConv: try c.decode(Bool.self, forKey: .useActInConv),
+                  useOutAct: try c.decode(Bool.self, forKey: .useOutAct),
+                  numClasses: try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? 1000,
+                  inChans: try c.decodeIfPresent(Int.self, forKey: .inChans) ?? 3)
+    }
+
+    public var keyDim: Int { Int(Double(embedDim) * expandK) }
+    public var valueDim: Int { Int(Double(embedDim) * expandV) }
+    public var headKeyDim: Int { keyDim / numHeads }
+    public var headValueDim: Int { valueDim / numHeads }
+    /// gk_proj's low-rank width (`gate_low_rank_dim`).
+    public static let gateLowRankDim = 16
+    public var mlpHidden: Int {
+        if let intermediateSize { return intermediateSize }
+        let raw = Int(Double(embedDim) * 4 * 2 / 3)
+        return 256 * ((raw + 255) / 256)
+    }
+    /// Side of the trained pos_embed grid (`V2PatchEmbed.grid_size`).
+    public var positionGrid: Int { (imgSize - patchSize) / patchSize + 1 }
+
+    /// The official constructors `vig_tiny`, `vig_small`, `vig_base` (224, patch 16, depth 12).
+    public static func named(_ name: String) -> ViGConfiguration? {
+        switch name {
+        case "vig_tiny": return ViGConfiguration(embedDim: 192, depth: 12, numHeads: 3, useActInConv: true, useOutAct: true)
+        case "vig_small": return ViGConfiguration(embedDim: 384, depth: 12, numHeads: 6, useActInConv: false, useOutAct: false)
+        case "vig_base": return ViGConfiguration(embedDim: 768, depth: 12, numHeads: 12, useActInConv: false, useOutAct: false)
+        default: return nil
+        }
+    }
+
+    public static let officialNames = ["vig_tiny", "vig_small", "vig_base"]
+}
+
+public struct ViG: ImageClassifier {
+    static let rmsEps: Float = 1e-6
+    static let stemEps: Float = 1e-5
+
+    struct Block {
+        let attnNorm: RMSNorm
+        let inProj: Conv2d
+        let qkvProj: Linear
+        let gkProj0: Linear
+        let gkProj1: Linear
+        let oProj: Linear
+        let gNorm: RMSNorm
+        let lNorm: RMSNorm
+        let gProj: Linear
+        let mlpNorm: RMSNorm
+        let gateProj: Linear
+        let downProj: Linear
+    }
+
+    public let configuration: ViGConfiguration
+    let stemConv1: Conv2d
+    let stemNorm1: LayerNorm
+    let stemConv2: Conv2d
+    let stemNorm2: LayerNorm
+    /// pos_embed as [grid, grid, C].
+    let positionEmbedding: [Float]
+    let blocks: [Block]
+    let norm: RMSNorm
+    let head: Linear
+
+    public var numClasses: Int { configuration.numClasses }
+
+    /// Every parameter of the official module tree, in `state_dict()` order, with its PyTorch shape.
+    public static func parameterShapes(_ config: ViGConfiguration) -> [(String, [Int])] {
+        let c = config.embedDim, half = c / 2, k = config.patchSize / 2 + 1
+        let kd = config.keyDim, vd = config.valueDim, r = ViGConfiguration.gateLowRankDim, hidden = config.mlpHidden
+        var shapes: [(String, [Int])] = [
+            ("pos_embed", [1, config.positionGrid * config.positionGrid, c]),
+            ("patch_embed.proj.0.weight", [half, config.inChans, k, k]), ("patch_embed.proj.0.bias", [half]),
+            ("patch_embed.proj.1.weight", [half]), ("patch_embed.proj.1.bias", [half]),
+            ("patch_embed.proj.3.weight", [c, half, 3, 3]), ("patch_embed.proj.3.bias", [c]),
+            ("patch_embed.proj.4.weight", [c]), ("patch_embed.proj.4.bias", [c]),
+            ("head.weight", [config.numClasses, c]), ("head.bias", [config.numClasses]),
+        ]
+        for i in 0..<config.depth {
+            let p = "blocks.\(i)"
+            shapes += [
+                ("\(p).attn_norm.weight", [c]),
+                ("\(p).attn.in_proj.0.weight", [c, 1, 3, 3]),
+                ("\(p).attn.qkv_proj.weight", [2 * kd + vd, c]),
+                ("\(p).attn.gk_proj.0.weight", [r, c]),
+                ("\(p).attn.gk_proj.1.weight", [2 * kd, r]), ("\(p).attn.gk_proj.1.bias", [2 * kd]),
+                ("\(p).attn.o_proj.weight", [c, vd]),
+                ("\(p).attn.g_norm.weight", [config.headValueDim]),
+                ("\(p).attn.l_norm.weight", [config.headValueDim]),
+                ("\(p).attn.g_proj.weight", [vd, c]), ("\(p).attn.g_proj.bias", [vd]),
+                ("\(p).mlp_norm.weight", [c]),
+                ("\(p).mlp.gate_proj.weight", [2 * hidden, c]),
+                ("\(p).mlp.down_proj.weight", [c, hidden]),
+            ]
+        }
+        shapes.append(("norm.weight", [c]))
+        return shapes
+    }
+
+    /// Official key names from a DataParallel checkpoint (`module.` prefix) too.
+    public static func sanitize(_ stateDict: StateDict) throws -> StateDict {
+        if !stateDict.keys.isEmpty && stateDict.keys.allSatisfy({ $0.hasPrefix("module.") }) {
+            return try stateDict.removingPrefix("module.")
+        }
+        return stateDict
+    }
+
+    /// Builds the network from an official state dict (already checked against `parameterShapes`).
+    public init(configuration config: ViGConfiguration, weights: [String: Tensor]) {
+        precondition(config.valueDim == config.embedDim,
+                     "ViG's local branch reshapes C channels into heads of d_v: needs expand_v = 1")
+        configuration = config
+        let w = { (key: String) -> Tensor in weights[key]! }
+        let stride = config.patchSize / 2
+        stemConv1 = Conv2d(torchWeight: w("patch_embed.proj.0.weight"), bias: w("patch_embed.proj.0.bias"),
+                           stride: (stride, stride), padding: .symmetric(1))
+        stemNorm1 = LayerNorm(weight: w("patch_embed.proj.1.weight"), bias: w("patch_embed.proj.1.bias"), eps: Self.stemEps)
+        stemConv2 = Conv2d(torchWeight: w("patch_embed.proj.3.weight"), bias: w("patch_embed.proj.3.bias"),
+                           stride: (2, 2), padding: .symmetric(1))
+        stemNorm2 = LayerNorm(weight: w("patch_embed.proj.4.weight"), bias: w("patch_embed.proj.4.bias"), eps: Self.stemEps)
+        positionEmbedding = w("pos_embed").data
+        blocks = (0..<config.depth).map { i in
+            let p = "blocks.\(i)"
+            let dw = w("\(p).attn.in_proj.0.weight")
+            return Block(attnNorm: RMSNorm(weight: w("\(p).attn_norm.weight"), eps: Self.rmsEps),
+                         inProj: Conv2d(torchWeight: dw, bias: nil, padding: .symmetric(1), groups: dw.shape[0]),
+                         qkvProj: Linear(weight: w("\(p).attn.qkv_proj.weight"), bias: nil),
+                         gkProj0: Linear(weight: w("\(p).attn.gk_proj.0.weight"), bias: nil),
+                         gkProj1: Linear(weight: w("\(p).attn.gk_proj.1.weight"), bias: w("\(p).attn.gk_proj.1.bias")),
+                         oProj: Linear(weight: w("\(p).attn.o_proj.weight"), bias: nil),
+                         gNorm: RMSNorm(weight: w("\(p).attn.g_norm.weight"), eps: Self.rmsEps),
+                         lNorm: RMSNorm(weight: w("\(p).attn.l_norm.weight"), eps: Self.rmsEps),
+                         gProj: Linear(weight: w("\(p).attn.g_proj.weight"), bias: w("\(p).attn.g_proj.bias")),
+                         mlpNorm: RMSNorm(weight: w("\(p).mlp_norm.weight"), eps: Self.rmsEps),
+                         gateProj: Linear(weight: w("\(p).mlp.gate_proj.weight"), bias: nil),
+                         downProj: Linear(weight: w("\(p).mlp.down_proj.weight"), bias: nil))
+        }
+        norm = RMSNorm(weight: w("norm.weight"), eps: Self.rmsEps)
+        head = Linear(weight: w("head.weight"), bias: w("head.bias"))
+    }
+
+    /// pos_embed for a token grid, [height·width·C]: as stored on the trained grid, else resized
+    /// bicubically with align_corners=False (PyTorch `F.interpolate`, A = −0.75, clamped borders).
+    func positions(height: Int, width: Int) -> [Float] {
+        let g = configuration.positionGrid, c = configuration.embedDim
+        if height == g && width == g { return positionEmbedding }
+        return BicubicResize.channelsLast(positionEmbedding, inHeight: g, inWidth: g, channels: c,
+                                          outHeight: height, outWidth: width)
+    }
+
+    /// Logits [N, classes] for NHWC input already normalised as the model expects.
+    public func callAsFunction(_ input: Tensor) -> Tensor {
+        precondition(input.rank == 4 && input.shape[3] == configuration.inChans,
+                     "ViG expects NHWC with \(configuration.inChans) channels, got \(input.shape)")
+        var x = stemNorm1(stemConv1(input))
+        Activation.silu.apply(&x)
+        x = stemNorm2(stemConv2(x))
+        let (n, gh, gw, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let pos = positions(height: gh, width: gw)
+        let perImage = gh * gw * c
+        x.data.withUnsafeMutableBufferPointer { p in
+            for image in 0..<n {
+                let base = p.baseAddress! + image * perImage
+                for i in 0..<perImage { base[i] += pos[i] }
+            }
+        }
+        var tokens = x.reshaped([n * gh * gw, c])
+        for block in blocks { tokens = run(block, tokens, images: n, height: gh, width: gw) }
+        tokens = norm(tokens)
+        let pooled = Tensor(uninitialized: [n, c]) { out in
+            tokens.data.withUnsafeBufferPointer {
+                RowKernels.meanPool(images: n, pixels: gh * gw, channels: c, input: $0.baseAddress!, output: out.baseAddress!)
+            }
+        }
+        return head(pooled)
+    }
+
+    /// One GLABlock on tokens [N·H·W, C] (row-major raster order per image).
+    func run(_ block: Block, _ x: Tensor, images n: Int, height gh: Int, width gw: Int) -> Tensor {
+        let config = configuration
+        let rows = x.shape[0], c = x.shape[1]
+        let heads = config.numHeads, kd = config.keyDim, vd = config.valueDim
+        let dk = config.headKeyDim, dv = config.headValueDim
+        // Local branch: 3x3 depthwise conv on the normalised tokens; everything below reads it.
+        let normed = block.attnNorm(x)
+        let local = block.inProj(normed.reshaped([n, gh, gw, c]), activation: config.useActInConv ? .silu : .identity)
+            .reshaped([rows, c])
+        let qkv = block.qkvProj(local)
+        var gates = block.gkProj1(block.gkProj0(local))
+        gates.data.withUnsafeMutableBufferPointer { g in
+            for i in 0..<g.count {
+                let z = g[i]
+                // logsigmoid(z) = min(z, 0) − log1p(exp(−|z|))
+                g[i] = (Swift.min(z, 0) - Foundation.log1p(Foundation.exp(-Swift.abs(z)))) / 16
+            }
+        }
+        var o = Tensor(zeros: [rows, vd])
+        let qkvStride = 2 * kd + vd
+        qkv.data.withUnsafeBufferPointer { qp in
+            gates.data.withUnsafeBufferPointer { gp in
+                o.data.withUnsafeMutableBufferPointer { op in
+                    let base = qp.baseAddress!, gbase = gp.baseAddress!
+                    GLA.bidirectionalChunked(
+                        batch: n, tokens: gh * gw, heads: heads, dk: dk, dv: dv,
+                        q: .init(base, rowStride: qkvStride, headStride: dk),
+                        k: .init(base + kd, rowStride: qkvStride, headStride: dk),
+                        v: .init(base + 2 * kd, rowStride: qkvStride, headStride: dv),
+                        forwardGates: .init(gbase, rowStride: 2 * kd, headStride: dk),
+                        backwardGates: .init(gbase + kd, rowStride: 2 * kd, headStride: dk),
+                        scale: 1 / Float(dk).squareRoot(), outputScale: 0.25, output: op.baseAddress!)
+                }
+            }
+        }
+        let gated = block.gNorm(o.reshaped([rows * heads, dv])).reshaped([rows, vd])
+        let localHeads = block.lNorm(local.reshaped([rows * heads, dv])).reshaped([rows, vd])
+        var y = block.gProj(local, activation: .sigmoid)
+        y.data.withUnsafeMutableBufferPointer { yp in
+            gated.data.withUnsafeBufferPointer { op in
+                localHeads.data.withUnsafeBufferPointer { lp in
+                    for i in 0..<yp.count {
+                        let g = yp[i]
+                        yp[i] = op[i] * g + lp[i] * (1 - g)
+                    }
+                }
+            }
+        }
+        if config.useOutAct { Activation.silu.apply(&y) }
+        var residual = block.oProj(y)
+        residual.add(x)
+        // SwiGLU MLP on RMSNorm(x + attn): (gate, up) halves of gate_proj.
+        let gu = block.gateProj(block.mlpNorm(residual))
+        let hidden = config.mlpHidden
+        let act = Tensor(uninitialized: [rows, hidden]) { out in
+            gu.data.withUnsafeBufferPointer { gp in
+                for r in 0..<rows {
+                    let src = gp.baseAddress! + r * 2 * hidden, dst = out.baseAddress! + r * hidden
+                    for j in 0..<hidden {
+                        let gate = src[j]
+                        dst[j] = gate * FastMath.sigmoid(gate) * src[hidden + j]
+                    }
+                }
+            }
+        }
+        var out = block.downProj(act)
+        out.add(residual)
+        return out
+    }
+}
+
+/// PyTorch's bicubic interpolation (`F.interpolate(mode='bicubic', align_corners=False)` with an output
+/// size): source = (dst + 0.5)·in/out − 0.5, cubic convolution A = −0.75, indices clamped to the border.
+enum BicubicResize {
+    static func weights(_ t: Float) -> [Float] {
+        let a: Float = -0.75
+        func near(_ x: Float) -> Float { ((a + 2) * x - (a + 3)) * x * x + 1 }
+        func far(_ x: Float) -> Float { ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+        return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+    }
+
+    static func taps(_ inSize: Int, _ outSize: Int) -> [(index: [Int], weight: [Float])] {
+        let scale = Float(inSize) / Float(outSize)
+        return (0..<outSize).map { o in
+            let src = scale * (Float(o) + 0.5) - 0.5
+            let base = Int(src.rounded(.down))
+            let t = src - Float(base)
+            let index = (0..<4).map { Swift.min(Swift.max(base - 1 + $0, 0), inSize - 1) }
+            return (index, weights(t))
+        }
+    }
+
+    /// Resizes [inHeight, inWidth, channels] to [outHeight, outWidth, channels].
+    static func channelsLast(_ input: [Float], inHeight: Int, inWidth: Int, channels: Int,
+                             outHeight: Int, outWidth: Int) -> [Float] {
+        let ty = taps(inHeight, outHeight), tx = taps(inWidth, outWidth)
+        var out = [Float](repeating: 0, count: outHeight * outWidth * channels)
+        var rowsX = [Float](repeating: 0, count: 4 * channels)
+        for oy in 0..<outHeight {
+            for ox in 0..<outWidth {
+                // Interpolate along x in each of the four source rows, then along y (PyTorch's order).
+                for r in 0..<4 {
+                    let iy = ty[oy].index[r]
+                    for ch in 0..<channels {
+                        var v: Float = 0
+                        for s in 0..<4 { v += input[(iy * inWidth + tx[ox].index[s]) * channels + ch] * tx[ox].weight[s] }
+                        rowsX[r * channels + ch] = v
+                    }
+                }
+                for ch in 0..<channels {
+                    var v: Float = 0
+                    for r in 0..<4 { v += rowsX[r * channels + ch] * ty[oy].weight[r] }
+                    out[(oy * outWidth + ox) * channels + ch] = v
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension ModelRegistry {
+    /// A ViG card: torchvision-style ImageNet preprocessing (Resize 256 bicubic, CenterCrop 224,
+    /// ImageNet mean/std, as the official `data/build.py` evaluates).
+    public static func vigCard(name: String, configuration config: ViGConfiguration) -> ModelCard {
+        let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "classes\(config.numClasses)", labels: [])
+        return ModelCard(name: name, family: "vig", reference: "classification/models/vig.py (github.com/hustvl/ViG)",
+                         preprocessing: .imageNet, labels: labels,
+                         parameterShapes: ViG.parameterShapes(config), ignoredKeySuffixes: [],
+                         build: { ViG(configuration: config, weights: $0) },
+                         normalizeKeys: { try ViG.sanitize($0) })
+    }
+}
