@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline"]),
-        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs"]),
+        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor"]),
     ],
     swiftLanguageModes: [.v6]
 )

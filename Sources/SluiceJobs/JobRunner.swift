@@ -1,4 +1,5 @@
 import Foundation
+import SluiceMedia
 import SluicePipeline
 
 /// Resumable runs over a job's items. The records of each batch are committed atomically with their
@@ -11,7 +12,7 @@ public struct JobRunner {
     public init(store: JobStore, jobID: String) { self.store = store; self.jobID = jobID }
 
     /// The items still to do, as inputs in job order, and a sink that commits their records (written
-    /// in that same order) every `commitEvery` records.
+    /// in that same order) every `commitEvery` items.
     public func pending(commitEvery: Int, onCommit: @escaping (JobStore.Progress) -> Void = { _ in })
         throws -> (inputs: [InputItem], sink: CommittingSink) {
         let items = try store.pendingItems(job: jobID)
@@ -35,17 +36,42 @@ public struct JobRunner {
             try FileManager.default.moveItem(atPath: temporary, toPath: path)
         }
     }
+
+    /// Writes the overlay video of every committed video item that has none yet; returns one line per
+    /// video that could not be written (the others are still written).
+    public func exportOverlays(folder: String, sampling: VideoSampling) throws -> [String] {
+        let started = try store.job(id: jobID)?.createdAt ?? .distantPast
+        var failures: [String] = []
+        var group: [ResultRecord] = []
+        func flush() {
+            guard let source = group.first?.source else { return }
+            do {
+                try OverlaySink.writeVideo(source: source, records: group, sampling: sampling, folder: folder,
+                                           since: started)
+            } catch {
+                failures.append("overlay for \(source): \(error)")
+            }
+            group.removeAll()
+        }
+        for record in try store.records(job: jobID) {
+            if record.source != group.first?.source { flush() }
+            group.append(record)
+        }
+        flush()
+        return failures
+    }
 }
 
-/// A sink that maps the n-th record written to the n-th pending item and commits in batches.
-public final class CommittingSink: RecordSink {
+/// An item sink that maps the n-th item written to the n-th pending item and commits every
+/// `commitEvery` items (and at least every two seconds, so slow items such as long videos are not held).
+public final class CommittingSink: ItemSink {
     let store: JobStore
     let jobID: String
     let positions: [Int]
     let commitEvery: Int
     let onCommit: (JobStore.Progress) -> Void
-    private var next = 0
-    private var buffer: [(position: Int, record: ResultRecord)] = []
+    private var buffer: [(position: Int, records: [ResultRecord])] = []
+    private var lastCommit = Date()
 
     init(store: JobStore, jobID: String, positions: [Int], commitEvery: Int,
          onCommit: @escaping (JobStore.Progress) -> Void) {
@@ -53,16 +79,16 @@ public final class CommittingSink: RecordSink {
         self.commitEvery = max(1, commitEvery); self.onCommit = onCommit
     }
 
-    public func write(_ record: ResultRecord) throws {
-        precondition(next < positions.count, "more records than pending items")
-        buffer.append((positions[next], record))
-        next += 1
-        if buffer.count >= commitEvery { try flush() }
+    public func write(item index: Int, records: [ResultRecord]) throws {
+        precondition(index < positions.count, "item \(index) of \(positions.count) pending items")
+        buffer.append((positions[index], records))
+        if buffer.count >= commitEvery || Date().timeIntervalSince(lastCommit) >= 2 { try flush() }
     }
 
     public func close() throws { try flush() }
 
     private func flush() throws {
+        lastCommit = Date()
         guard !buffer.isEmpty else { return }
         try store.commit(job: jobID, results: buffer)
         buffer.removeAll(keepingCapacity: true)

@@ -15,6 +15,8 @@ public final class JobStore: Sendable {
         public var pipeline: String
         public var createdAt: Date
         public var total: Int
+        /// Set by `sluice jobs cancel`: a run of the job stops after the item in flight.
+        public var cancelledAt: Date?
     }
 
     public enum ItemState: String, Codable, Sendable { case pending, done, failed }
@@ -29,7 +31,8 @@ public final class JobStore: Sendable {
         /// Why the input could not even be listed (an unreadable folder), kept for the record.
         public var listingError: String?
         public var error: String?
-        /// The result record as JSON (one JSON Lines row), once the item is done or failed.
+        /// The item's result records as JSON Lines (one row for an image, one per sampled frame of a
+        /// video), once the item is done or failed.
         public var record: String?
     }
 
@@ -64,6 +67,9 @@ public final class JobStore: Sendable {
                 t.primaryKey(["jobId", "position"])
             }
         }
+        migrator.registerMigration("v2: cancel") { db in
+            try db.alter(table: "job") { t in t.add(column: "cancelledAt", .datetime) }
+        }
         try migrator.migrate(database)
     }
 
@@ -89,7 +95,7 @@ public final class JobStore: Sendable {
         try database.write { db in
             if fresh { try Job.deleteOne(db, key: id) }
             if let job = try Job.fetchOne(db, key: id) { return job }
-            let job = Job(id: id, name: name, pipeline: pipeline, createdAt: Date(), total: items.count)
+            let job = Job(id: id, name: name, pipeline: pipeline, createdAt: Date(), total: items.count, cancelledAt: nil)
             try job.insert(db)
             for (position, item) in items.enumerated() {
                 try Item(jobId: id, position: position, source: item.path, state: .pending, attempts: 0,
@@ -106,11 +112,16 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// Commits the results of a batch: each item's state and record in one transaction.
-    public func commit(job: String, results: [(position: Int, record: ResultRecord)]) throws {
+    /// Commits the results of a batch of items: each item's state and records in one transaction. An
+    /// item fails when any of its records carries an error (a bad image; a video damaged part-way, whose
+    /// frames before the damage are kept).
+    public func commit(job: String, results: [(position: Int, records: [ResultRecord])]) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let rows = try results.map { ($0.position, $0.record.error, String(decoding: try encoder.encode($0.record), as: UTF8.self)) }
+        let rows = try results.map { result in
+            let lines = try result.records.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+            return (result.position, result.records.lazy.compactMap(\.error).first, lines.joined(separator: "\n"))
+        }
         try database.write { db in
             for (position, error, json) in rows {
                 try db.execute(sql: """
@@ -119,6 +130,19 @@ public final class JobStore: Sendable {
                     """, arguments: [error == nil ? ItemState.done.rawValue : ItemState.failed.rawValue,
                                      error, json, job, position])
             }
+        }
+    }
+
+    /// Marks a job cancelled (a run in progress stops after the item in flight) or clears the mark.
+    public func setCancelled(job: String, _ cancelled: Bool) throws {
+        try database.write { db in
+            try db.execute(sql: "UPDATE job SET cancelledAt = ? WHERE id = ?", arguments: [cancelled ? Date() : nil, job])
+        }
+    }
+
+    public func isCancelled(job: String) throws -> Bool {
+        try database.read { db in
+            try Bool.fetchOne(db, sql: "SELECT cancelledAt IS NOT NULL FROM job WHERE id = ?", arguments: [job]) ?? true
         }
     }
 
@@ -140,13 +164,15 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// Committed records in input order.
+    /// Committed records in input order (an item's own records in the order they were written).
     public func records(job: String) throws -> [ResultRecord] {
         let decoder = JSONDecoder()
         return try database.read { db in
             try String.fetchAll(db, sql: "SELECT record FROM item WHERE jobId = ? AND record IS NOT NULL ORDER BY position",
                                 arguments: [job])
-        }.map { try decoder.decode(ResultRecord.self, from: Data($0.utf8)) }
+        }.flatMap { lines in
+            try lines.split(separator: "\n").map { try decoder.decode(ResultRecord.self, from: Data($0.utf8)) }
+        }
     }
 
     public func jobs() throws -> [Job] {

@@ -140,7 +140,7 @@ public final class VideoReader {
     private var slotA: UnsafeMutablePointer<AVFrame>?     // held frames for nearest-timestamp sampling
     private var slotB: UnsafeMutablePointer<AVFrame>?
     private var scaler: OpaquePointer?
-    private var scalerColorKey: [Int] = []
+    private var scalerKey: [Int] = []
     private let deadline = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
 
     private var stream: UnsafeMutablePointer<AVStream>?
@@ -191,8 +191,21 @@ public final class VideoReader {
         self.path = path
         self.options = options
         deadline.initialize(to: 0)
+        _ = Self.ffmpegLogLevel
         try open()
     }
+
+    /// FFmpeg's own log lines (decoder complaints about a damaged file) would interleave with progress
+    /// output; the reader reports every failure itself as a typed error, so FFmpeg only prints fatal
+    /// messages unless SLUICE_FFMPEG_LOG names a level (quiet, error, warning, info, verbose, debug).
+    static let ffmpegLogLevel: Int32 = {
+        let levels: [String: Int32] = ["quiet": AV_LOG_QUIET, "fatal": AV_LOG_FATAL, "error": AV_LOG_ERROR,
+                                       "warning": AV_LOG_WARNING, "info": AV_LOG_INFO, "verbose": AV_LOG_VERBOSE,
+                                       "debug": AV_LOG_DEBUG]
+        let level = ProcessInfo.processInfo.environment["SLUICE_FFMPEG_LOG"].flatMap { levels[$0.lowercased()] } ?? AV_LOG_FATAL
+        av_log_set_level(level)
+        return level
+    }()
 
     /// Convenience for file URLs.
     public convenience init(url: URL, options: VideoReaderOptions = VideoReaderOptions()) throws(VideoError) {
@@ -482,23 +495,29 @@ public final class VideoReader {
         // Scale to the pre-rotation size, then turn.
         let (scaledWidth, scaledHeight) = turned ? (outHeight, outWidth) : (outWidth, outHeight)
         let sourceFormat = AVPixelFormat(rawValue: frame.format)
-        guard let context = sws_getCachedContext(scaler, Int32(sourceWidth), Int32(sourceHeight), sourceFormat,
-                                                 Int32(scaledWidth), Int32(scaledHeight), AV_PIX_FMT_RGB24,
-                                                 options.scaling.flags, nil, nil, nil) else {
-            let name = av_get_pix_fmt_name(sourceFormat).map { String(cString: $0) } ?? "\(frame.format)"
-            throw .unsupportedCodec(file: path, codec: "pixel format \(name) (no swscale conversion to rgb24)")
-        }
-        // Colour matrix and range from the frame, as ffmpeg's scale filter does (only when they or the context
-        // change: setting them rebuilds swscale's tables).
+        // One context per (geometry, format, colour matrix, range), made here rather than through
+        // sws_getCachedContext: that compares against the context's own flags, which swscale changes at
+        // init for odd output widths, so it would rebuild the context on every frame, sometimes at the
+        // same address, where a pointer check then skipped the colour details (seen as frames off by up
+        // to 11 grey levels when two readers ran at once).
         let fullRange: Int32 = frame.color_range == AVCOL_RANGE_JPEG ? 1 : 0
-        let colorKey = [sourceWidth, sourceHeight, Int(frame.format), scaledWidth, scaledHeight,
-                        Int(frame.colorspace.rawValue), Int(fullRange)]
-        if scaler != context || colorKey != scalerColorKey {
-            _ = sws_setColorspaceDetails(context, sws_getCoefficients(Int32(frame.colorspace.rawValue)), fullRange,
+        let scalerKey = [sourceWidth, sourceHeight, Int(frame.format), scaledWidth, scaledHeight,
+                         Int(frame.colorspace.rawValue), Int(fullRange)]
+        if scaler == nil || scalerKey != self.scalerKey {
+            if let scaler { sws_freeContext(scaler) }
+            scaler = sws_getContext(Int32(sourceWidth), Int32(sourceHeight), sourceFormat,
+                                    Int32(scaledWidth), Int32(scaledHeight), AV_PIX_FMT_RGB24,
+                                    options.scaling.flags, nil, nil, nil)
+            self.scalerKey = scalerKey
+            guard let scaler else {
+                let name = av_get_pix_fmt_name(sourceFormat).map { String(cString: $0) } ?? "\(frame.format)"
+                throw .unsupportedCodec(file: path, codec: "pixel format \(name) (no swscale conversion to rgb24)")
+            }
+            // Colour matrix and range from the frame, as ffmpeg's scale filter does.
+            _ = sws_setColorspaceDetails(scaler, sws_getCoefficients(Int32(frame.colorspace.rawValue)), fullRange,
                                          sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16)
-            scalerColorKey = colorKey
         }
-        scaler = context
+        let context = scaler!
         // libswscale's SIMD output may store a little past the last row: give the array spare capacity.
         let count = scaledWidth * scaledHeight * 3
         let pixels = [UInt8](unsafeUninitializedCapacity: count + 256) { buffer, initialized in

@@ -55,6 +55,7 @@ public final class VideoWriter {
         self.path = path
         sourceWidth = width
         sourceHeight = height
+        _ = VideoReader.ffmpegLogLevel
         self.width = width & ~1
         self.height = height & ~1
         timescale = options.timescale

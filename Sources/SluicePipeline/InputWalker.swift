@@ -7,13 +7,16 @@ public struct InputItem: Sendable, Equatable {
     public init(path: String, listingError: String? = nil) { self.path = path; self.listingError = listingError }
 }
 
-/// Expands files and folders into a stable, sorted list of image inputs. Folders are walked
+/// Expands files and folders into a stable, sorted list of inputs (images unless told otherwise). Folders are walked
 /// recursively and contribute files with image extensions; files named explicitly are always taken,
 /// whatever their extension, so a mislabelled file is reported rather than silently skipped.
 public enum InputWalker {
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "jpe", "png"]
+    public static let videoExtensions: Set<String> = ["mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "flv", "wmv"]
 
-    public static func expand(_ paths: [String], recursive: Bool = true) -> [InputItem] {
+    /// `extensions`: what a file found in a folder must end with to be taken.
+    public static func expand(_ paths: [String], recursive: Bool = true,
+                              extensions: Set<String> = imageExtensions) -> [InputItem] {
         var items: [InputItem] = []
         for path in paths {
             var isDirectory: ObjCBool = false
@@ -22,7 +25,7 @@ public enum InputWalker {
                 continue
             }
             if isDirectory.boolValue {
-                walk(directory: path, recursive: recursive, into: &items)
+                walk(directory: path, recursive: recursive, extensions: extensions, into: &items)
             } else {
                 items.append(InputItem(path: path))
             }
@@ -43,7 +46,7 @@ public enum InputWalker {
             }
     }
 
-    private static func walk(directory: String, recursive: Bool, into items: inout [InputItem]) {
+    private static func walk(directory: String, recursive: Bool, extensions: Set<String>, into items: inout [InputItem]) {
         let entries: [String]
         do {
             entries = try FileManager.default.contentsOfDirectory(atPath: directory)
@@ -55,15 +58,15 @@ public enum InputWalker {
         for name in entries.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") {
             let path = (directory as NSString).appendingPathComponent(name)
             var isDirectory: ObjCBool = false
-            let isImage = imageExtensions.contains((name as NSString).pathExtension.lowercased())
+            let isInput = extensions.contains((name as NSString).pathExtension.lowercased())
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
                 // Listed but not there: a symbolic link whose target is gone.
-                if isImage { items.append(InputItem(path: path, listingError: "broken symbolic link")) }
+                if isInput { items.append(InputItem(path: path, listingError: "broken symbolic link")) }
                 continue
             }
             if isDirectory.boolValue {
-                if recursive { walk(directory: path, recursive: true, into: &items) }
-            } else if isImage {
+                if recursive { walk(directory: path, recursive: true, extensions: extensions, into: &items) }
+            } else if isInput {
                 items.append(InputItem(path: path))
             }
         }

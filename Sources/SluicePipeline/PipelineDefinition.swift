@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import SluiceMedia
 import SluiceModels
 
 /// A pipeline file (YAML): where inputs come from, which model runs on them with what
@@ -8,36 +9,68 @@ import SluiceModels
 /// ```yaml
 /// name: photos-top5
 /// source: { images: ./photos, recursive: true }   # or { list: files.txt }
+///                                                 # or { video: clip.mp4, sample: { fps: 2 } }
 /// stages:
-///   - model: efficientnet_lite0                   # a registry name; optional weights: FILE, batch: N
-///     batch: 8
+///   - model: efficientnet_lite0                   # a registry name; optional weights: FILE
+///     batch: 8                                    # most frames per forward pass
+///     max_wait_ms: 50                             # how long a batch may wait to fill
 ///   - topk: 5
-/// sink: { jsonl: out/photos.jsonl, csv: out/photos.csv }
+///   - threshold: 0.1                              # keep predictions with probability >= 0.1
+/// sink: { jsonl: out/photos.jsonl, csv: out/photos.csv }  # video sources may add overlay: FOLDER
 /// ```
+/// Video sampling: `all`, `{ every: N }`, `{ fps: X }`, `{ uniform: N }` or `{ range: [START, END] }` (seconds).
 /// Relative paths are resolved against the pipeline file's folder.
 public struct PipelineDefinition: Sendable, Equatable {
     public enum Source: Sendable, Equatable {
         case images(paths: [String], recursive: Bool)
         /// A text file naming one input per line (blank lines and `#` comments ignored).
         case list(path: String)
+        /// Video files (folders are walked for video extensions), frames chosen by `sampling`.
+        case videos(paths: [String], recursive: Bool, sampling: VideoSampling)
+
+        /// Images or video frames.
+        public var media: MediaKind {
+            if case .videos(_, _, let sampling) = self { return .video(sampling) }
+            return .image
+        }
+
+        /// The inputs, in a stable order.
+        public func items() throws -> [InputItem] {
+            switch self {
+            case .images(let paths, let recursive): return InputWalker.expand(paths, recursive: recursive)
+            case .list(let path): return try InputWalker.readList(path)
+            case .videos(let paths, let recursive, _):
+                return InputWalker.expand(paths, recursive: recursive, extensions: InputWalker.videoExtensions)
+            }
+        }
     }
 
     public struct ModelStage: Sendable, Equatable {
         public var name: String
         public var weights: String?
         public var batch: Int
-        public init(name: String, weights: String?, batch: Int) { self.name = name; self.weights = weights; self.batch = batch }
+        /// Seconds a batch may wait for more frames once it has one.
+        public var maxWait: Double
+        public init(name: String, weights: String?, batch: Int, maxWait: Double = 0.05) {
+            self.name = name; self.weights = weights; self.batch = batch; self.maxWait = maxWait
+        }
     }
 
     public var name: String
     public var source: Source
     public var model: ModelStage
-    public var topK: Int
+    public var postprocessing: Postprocessing
     public var jsonl: String?
     public var csv: String?
+    /// Folder for overlay videos (video sources): each sampled frame with its top-1 label.
+    public var overlay: String?
 
-    public init(name: String, source: Source, model: ModelStage, topK: Int, jsonl: String?, csv: String?) {
-        self.name = name; self.source = source; self.model = model; self.topK = topK; self.jsonl = jsonl; self.csv = csv
+    public var topK: Int { postprocessing.topK }
+
+    public init(name: String, source: Source, model: ModelStage, postprocessing: Postprocessing, jsonl: String?,
+                csv: String?, overlay: String? = nil) {
+        self.name = name; self.source = source; self.model = model; self.postprocessing = postprocessing
+        self.jsonl = jsonl; self.csv = csv; self.overlay = overlay
     }
 }
 
@@ -177,24 +210,32 @@ private struct Validator {
         if let entry = top["source"] {
             source = self.source(entry.value)
         } else {
-            report(node, "pipeline: missing 'source' (one of: images, list)")
+            report(node, "pipeline: missing 'source' (one of: images, list, video)")
         }
 
         var model: PipelineDefinition.ModelStage?
-        var topK = 5
+        var postprocessing = Postprocessing(topK: 5)
         if let entry = top["stages"] {
-            (model, topK) = stages(entry.value)
+            (model, postprocessing) = stages(entry.value)
         } else {
             report(node, "pipeline: missing 'stages' (a list with a model stage)")
         }
 
-        var jsonl: String?, csv: String?
+        var jsonl: String?, csv: String?, overlay: String?
         if let entry = top["sink"] {
             if let sink = entry.value.mapping {
-                let fields = entries(sink, allowed: ["jsonl", "csv"], context: "sink")
+                let fields = entries(sink, allowed: ["jsonl", "csv", "overlay"], context: "sink")
                 if let value = fields["jsonl"] { jsonl = string(value.value, "jsonl").map(resolve) }
                 if let value = fields["csv"] { csv = string(value.value, "csv").map(resolve) }
-                if fields.isEmpty { report(entry.value, "sink: name at least one of jsonl, csv") }
+                if let value = fields["overlay"] {
+                    overlay = string(value.value, "overlay").map(resolve)
+                    if let source, source.media == .image {
+                        report(value.key, "sink: 'overlay' applies to a video source (overlay videos)")
+                    }
+                }
+                if fields["jsonl"] == nil && fields["csv"] == nil {
+                    report(entry.value, "sink: name at least one of jsonl, csv")
+                }
             } else {
                 report(entry.value, "'sink' must be a mapping with jsonl and/or csv, got \(describe(entry.value))")
             }
@@ -202,42 +243,107 @@ private struct Validator {
             report(node, "pipeline: missing 'sink' (jsonl and/or csv)")
         }
         guard issues.isEmpty, let source, let model else { return nil }
-        return PipelineDefinition(name: name, source: source, model: model, topK: topK, jsonl: jsonl, csv: csv)
+        return PipelineDefinition(name: name, source: source, model: model, postprocessing: postprocessing,
+                                  jsonl: jsonl, csv: csv, overlay: overlay)
     }
 
     mutating func source(_ node: Node) -> PipelineDefinition.Source? {
         guard let mapping = node.mapping else {
-            report(node, "'source' must be a mapping (images or list), got \(describe(node))")
+            report(node, "'source' must be a mapping (images, list or video), got \(describe(node))")
             return nil
         }
-        let fields = entries(mapping, allowed: ["images", "recursive", "list"], context: "source")
+        let fields = entries(mapping, allowed: ["images", "recursive", "list", "video", "sample"], context: "source")
         let recursive = fields["recursive"].flatMap { boolean($0.value, "recursive") } ?? true
-        switch (fields["images"], fields["list"]) {
-        case (let images?, nil):
-            if let list = images.value.sequence {
-                let paths = list.compactMap { string($0, "images") }.map(resolve)
-                if paths.isEmpty { report(images.value, "'images' lists no paths") }
-                return .images(paths: paths, recursive: recursive)
-            }
-            return string(images.value, "images").map { .images(paths: [resolve($0)], recursive: recursive) }
-        case (nil, let list?):
-            return string(list.value, "list").map { .list(path: resolve($0)) }
-        case (.some, .some):
-            report(node, "source: give either 'images' or 'list', not both")
-        case (nil, nil):
-            report(node, "source: missing 'images' or 'list'")
+        let given = ["images", "list", "video"].filter { fields[$0] != nil }
+        if let sample = fields["sample"], fields["video"] == nil {
+            report(sample.key, "source: 'sample' applies to a 'video' source")
         }
-        return nil
+        guard given.count == 1 else {
+            if given.isEmpty {
+                report(node, "source: missing 'images', 'list' or 'video'")
+            } else {
+                report(node, "source: give one of 'images', 'list' or 'video', not \(given.joined(separator: " and "))")
+            }
+            return nil
+        }
+        switch given[0] {
+        case "images":
+            return paths(fields["images"]!.value, "images").map { .images(paths: $0, recursive: recursive) }
+        case "list":
+            return string(fields["list"]!.value, "list").map { .list(path: resolve($0)) }
+        default:
+            let sampling = fields["sample"].map { self.sampling($0.value) } ?? .all
+            guard let paths = paths(fields["video"]!.value, "video"), let sampling else { return nil }
+            return .videos(paths: paths, recursive: recursive, sampling: sampling)
+        }
     }
 
-    mutating func stages(_ node: Node) -> (PipelineDefinition.ModelStage?, Int) {
+    /// One path or a list of paths, resolved against the pipeline's folder.
+    mutating func paths(_ node: Node, _ key: String) -> [String]? {
+        if let list = node.sequence {
+            let paths = list.compactMap { string($0, key) }.map(resolve)
+            if paths.isEmpty { report(node, "'\(key)' lists no paths") }
+            return paths.isEmpty ? nil : paths
+        }
+        return string(node, key).map { [resolve($0)] }
+    }
+
+    static let samplingKinds = ["all", "every", "fps", "uniform", "range"]
+
+    /// `all`, or a mapping with one of every/fps/uniform/range.
+    mutating func sampling(_ node: Node) -> VideoSampling? {
+        let allowed = Self.samplingKinds.joined(separator: ", ")
+        if case .scalar = node, node.string == "all" { return .all }
+        guard let mapping = node.mapping else {
+            report(node, "'sample' must be 'all' or a mapping with one of: \(allowed), got \(describe(node))")
+            return nil
+        }
+        let fields = entries(mapping, allowed: Array(Self.samplingKinds.dropFirst()), context: "sample")
+        guard fields.count == 1, let (kind, entry) = fields.first else {
+            if fields.count > 1 {
+                report(node, "sample: give one policy, not \(fields.keys.sorted().joined(separator: " and "))")
+            } else if mapping.count == 0 {
+                report(node, "sample: give one of: \(allowed)")
+            }
+            return nil
+        }
+        switch kind {
+        case "every": return integer(entry.value, "every", range: 1...1_000_000).map { .everyNth($0) }
+        case "uniform": return integer(entry.value, "uniform", range: 1...1_000_000).map { .uniform(count: $0) }
+        case "fps":
+            guard let fps = number(entry.value, "fps") else { return nil }
+            guard fps > 0 else { report(entry.value, "'fps' must be positive, got \(fps)"); return nil }
+            return .fps(fps)
+        default:
+            guard let list = entry.value.sequence, list.count == 2 else {
+                report(entry.value, "'range' must be a list [start, end] in seconds, got \(describe(entry.value))")
+                return nil
+            }
+            guard let start = number(list[0], "range start"), let end = number(list[1], "range end") else { return nil }
+            guard end > start, start >= 0 else {
+                report(entry.value, "'range' must have 0 <= start < end, got [\(start), \(end)]")
+                return nil
+            }
+            return .timeRange(start: start, end: end)
+        }
+    }
+
+    mutating func number(_ node: Node, _ key: String) -> Double? {
+        guard case .scalar = node, let value = node.float, value.isFinite else {
+            report(node, "'\(key)' must be a number, got \(describe(node))")
+            return nil
+        }
+        return Double(value)
+    }
+
+    mutating func stages(_ node: Node) -> (PipelineDefinition.ModelStage?, Postprocessing) {
+        var postprocessing = Postprocessing(topK: 5)
         guard let list = node.sequence else {
             report(node, "'stages' must be a list, got \(describe(node))")
-            return (nil, 5)
+            return (nil, postprocessing)
         }
         var model: PipelineDefinition.ModelStage?
-        var topK = 5
-        let kinds = ["model", "topk"]
+        let kinds = ["model", "topk", "threshold"]
         for stage in list {
             guard let mapping = stage.mapping else {
                 report(stage, "a stage must be a mapping with one of: \(kinds.joined(separator: ", "))")
@@ -246,7 +352,7 @@ private struct Validator {
             let kind = mapping.keys.compactMap(\.string).first(where: kinds.contains)
             switch kind {
             case "model":
-                let fields = entries(mapping, allowed: ["model", "weights", "batch"], context: "model stage")
+                let fields = entries(mapping, allowed: ["model", "weights", "batch", "max_wait_ms"], context: "model stage")
                 if model != nil { report(stage, "only one model stage is supported") }
                 guard let nameNode = fields["model"]?.value, let name = string(nameNode, "model") else { continue }
                 if !ModelRegistry.names.contains(name) {
@@ -254,16 +360,28 @@ private struct Validator {
                 }
                 let weights = fields["weights"].flatMap { string($0.value, "weights") }.map(resolve)
                 let batch = fields["batch"].flatMap { integer($0.value, "batch", range: 1...256) } ?? 8
-                model = PipelineDefinition.ModelStage(name: name, weights: weights, batch: batch)
+                let wait = fields["max_wait_ms"].flatMap { integer($0.value, "max_wait_ms", range: 0...60_000) } ?? 50
+                model = PipelineDefinition.ModelStage(name: name, weights: weights, batch: batch, maxWait: Double(wait) / 1000)
             case "topk":
                 let fields = entries(mapping, allowed: ["topk"], context: "topk stage")
-                if let value = fields["topk"] { topK = integer(value.value, "topk", range: 1...1000) ?? topK }
+                if let value = fields["topk"] {
+                    postprocessing.topK = integer(value.value, "topk", range: 1...1000) ?? postprocessing.topK
+                }
+            case "threshold":
+                let fields = entries(mapping, allowed: ["threshold"], context: "threshold stage")
+                if let value = fields["threshold"], let score = number(value.value, "threshold") {
+                    if (0...1).contains(score) {
+                        postprocessing.minScore = Float(score)
+                    } else {
+                        report(value.value, "'threshold' must be a probability in 0...1, got \(score)")
+                    }
+                }
             default:
                 let names = mapping.keys.compactMap(\.string).joined(separator: ", ")
                 report(stage, "unknown stage '\(names)' (allowed: \(kinds.joined(separator: ", ")))")
             }
         }
         if model == nil && issues.isEmpty { report(node, "stages: no model stage") }
-        return (model, topK)
+        return (model, postprocessing)
     }
 }

@@ -32,7 +32,9 @@ public final class ProgressReporter {
             if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
         } else if now.timeIntervalSince(lastLine) >= 10 {
             lastLine = now
-            let text = String(format: "progress: %d/%d %@, %d failed, %.1f %@/s\n", done, total, label, failed, rate, label)
+            let eta = rate > 0 ? Double(total - done) / rate : 0
+            let text = String(format: "progress: %d/%d %@, %d failed, %.1f %@/s, ETA %.0fs\n",
+                              done, total, label, failed, rate, label, eta)
             FileHandle.standardError.write(Data(text.utf8))
         }
     }

@@ -37,29 +37,45 @@ struct ThreadOptions: ParsableArguments {
 
 struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Classify images (files or folders, walked recursively in a stable order).")
+        abstract: "Classify images (files or folders, walked recursively in a stable order), or video frames with --fps.",
+        discussion: "A front over a generated pipeline (see `sluice run`): the same stage graph, without a job store.")
 
-    @Argument(help: "Image files or folders.") var paths: [String]
+    @Argument(help: "Image files or folders (video files or folders with --fps).") var paths: [String]
     @Option(help: "Registered model name.") var model = "efficientnet_lite0"
     @Option(help: "Checkpoint to use instead of the imported weights (.pth, .safetensors, .npz).") var weights: String?
     @Option(name: .customLong("top-k"), help: "Predictions per image.") var topK = 5
-    @Option(help: "Images per batch.") var batch = 8
+    @Option(help: "Most images per batch.") var batch = 8
+    @Option(help: "Treat the inputs as videos and classify frames sampled at this rate (by timestamp).") var fps: Double?
     @Option(help: "Write records to FILE.jsonl or FILE.csv (default: JSON Lines on stdout).") var out: String?
     @Flag(help: "Exit non-zero when any image fails.") var strict = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         threadOptions.apply()
+        if let fps, !(fps > 0) { fail("--fps must be positive, got \(fps)") }
+        let source: PipelineDefinition.Source = fps.map { .videos(paths: paths, recursive: true, sampling: .fps($0)) }
+            ?? .images(paths: paths, recursive: true)
+        let definition = PipelineDefinition(name: "classify", source: source,
+                                            model: .init(name: model, weights: weights, batch: batch),
+                                            postprocessing: Postprocessing(topK: topK), jsonl: nil, csv: nil)
         let (card, classifier) = loadClassifier(model, weights: weights)
-        let items = InputWalker.expand(paths)
-        let sink: RecordSink
-        do { sink = try Sinks.open(path: out, topK: topK) } catch { fail("\(error)") }
-        let runner = ClassifyRunner(card: card, classifier: classifier, topK: topK, batchSize: batch)
-        let progress = ProgressReporter(total: items.count, label: "images")
-        let summary = try runner.run(items, sink: sink, progress: progress)
+        let items: [InputItem]
+        let sink: ItemSink
+        do {
+            items = try definition.source.items()
+            sink = RecordItemSink(try Sinks.open(path: out, topK: topK))
+        } catch {
+            fail("\(error)")
+        }
+        let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
+                                        options: .init(maxBatch: batch, maxWait: definition.model.maxWait))
+        let summary = try executor.run(items, media: definition.source.media, sink: sink,
+                                       progress: ProgressReporter(total: items.count, label: fps == nil ? "images" : "videos"))
         try sink.close()
-        let line = String(format: "classified %d images with %@: %d failed, %.1f images/s (%d threads)\n",
-                          summary.items, card.name, summary.failures, summary.imagesPerSecond, Parallel.threads)
+        let frames = fps == nil ? "" : String(format: " (%d frames, %.1f frames/s)", summary.frames, summary.framesPerSecond)
+        let line = String(format: "classified %d %@ with %@: %d failed, %.1f %@/s%@ (%d threads)\n",
+                          summary.items, fps == nil ? "images" : "videos", card.name, summary.failures,
+                          summary.itemsPerSecond, fps == nil ? "images" : "videos", frames, Parallel.threads)
         FileHandle.standardError.write(Data(line.utf8))
         if strict && summary.failures > 0 { throw ExitCode(2) }
     }
@@ -72,16 +88,20 @@ struct Run: ParsableCommand {
             A job is identified by its pipeline file and its inputs. Each batch's results are committed to \
             the job store ($SLUICE_HOME/jobs.sqlite) together with the items' states, and the sink files are \
             written from the committed results, so a killed run loses nothing and a resumed one writes no \
-            record twice.
+            record twice. Exit status: 0 done (failed items are recorded), 1 the job could not run, 2 items \
+            failed with --strict, 3 cancelled (`sluice jobs cancel`), 130 interrupted (Ctrl-C).
             """)
 
     @Argument(help: "Pipeline file.") var pipeline: String
+    @Option(help: "Resume this job (id or unique prefix) with its recorded inputs, even if the folder changed since.")
+    var resume: String?
     @Flag(help: "Start the job over instead of resuming it.") var fresh = false
     @Flag(help: "Exit non-zero when any item fails.") var strict = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         threadOptions.apply()
+        if resume != nil && fresh { fail("--resume and --fresh exclude each other") }
         let definition: PipelineDefinition
         do {
             definition = try PipelineDefinition.load(contentsOf: URL(fileURLWithPath: pipeline))
@@ -94,15 +114,20 @@ struct Run: ParsableCommand {
         let store: JobStore, job: JobStore.Job, runner: JobRunner
         let inputs: [InputItem], sink: CommittingSink
         do {
-            let items: [InputItem]
-            switch definition.source {
-            case .images(let paths, let recursive): items = InputWalker.expand(paths, recursive: recursive)
-            case .list(let path): items = try InputWalker.readList(path)
-            }
-            let pipelineText = try String(contentsOfFile: pipeline, encoding: .utf8)
             store = try JobStore.openDefault()
-            job = try store.openJob(id: JobStore.jobID(pipeline: pipelineText, sources: items.map(\.path)),
-                                    name: definition.name, pipeline: pipeline, items: items, fresh: fresh)
+            if let resume {
+                guard let found = try store.job(id: resume) else { fail("no job '\(resume)' (see `sluice jobs list`)") }
+                job = found
+            } else {
+                let items = try definition.source.items()
+                let pipelineText = try String(contentsOfFile: pipeline, encoding: .utf8)
+                job = try store.openJob(id: JobStore.jobID(pipeline: pipelineText, sources: items.map(\.path)),
+                                        name: definition.name, pipeline: pipeline, items: items, fresh: fresh)
+            }
+            if job.cancelledAt != nil {
+                FileHandle.standardError.write(Data("job \(job.id) was cancelled; resuming it\n".utf8))
+                try store.setCancelled(job: job.id, false)
+            }
             runner = JobRunner(store: store, jobID: job.id)
             (inputs, sink) = try runner.pending(commitEvery: definition.model.batch)
         } catch {
@@ -111,23 +136,41 @@ struct Run: ParsableCommand {
         if inputs.count < job.total {
             FileHandle.standardError.write(Data("job \(job.id): resuming, \(job.total - inputs.count) of \(job.total) items already done\n".utf8))
         }
-        let classify = ClassifyRunner(card: card, classifier: classifier, topK: definition.topK,
-                                      batchSize: definition.model.batch)
-        // Ctrl-C: finish the batch in flight, commit it, write the sinks, say where the job stopped.
+        let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
+                                        options: .init(maxBatch: definition.model.batch, maxWait: definition.model.maxWait))
+        // Ctrl-C or `sluice jobs cancel`: start no new item, finish and commit those in flight, write the
+        // sinks, say where the job stopped.
         let interrupt = Interrupt()
-        let summary = try classify.run(inputs, sink: sink, progress: ProgressReporter(total: inputs.count, label: "images"),
-                                       shouldStop: { interrupt.requested })
+        var cancelled = false
+        var lastCancelCheck = Date()
+        let summary = try executor.run(inputs, media: definition.source.media, sink: sink,
+                                       progress: ProgressReporter(total: inputs.count, label: "items"),
+                                       shouldStop: {
+            if interrupt.requested { return true }
+            if Date().timeIntervalSince(lastCancelCheck) >= 1 {
+                lastCancelCheck = Date()
+                cancelled = (try? store.isCancelled(job: job.id)) ?? false
+            }
+            return cancelled
+        })
         try sink.close()
         try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
-        if summary.stopped {
-            let totals = try store.progress(job: job.id)
-            FileHandle.standardError.write(Data("\ninterrupted: job \(job.id) stopped after \(totals.done + totals.failed) of \(totals.total) items; run the same command again to resume\n".utf8))
-            throw ExitCode(130)
+        if let overlay = definition.overlay, case .video(let sampling) = definition.source.media {
+            for failure in try runner.exportOverlays(folder: overlay, sampling: sampling) {
+                FileHandle.standardError.write(Data("sluice: \(failure)\n".utf8))
+            }
         }
         let totals = try store.progress(job: job.id)
-        let line = String(format: "%@ (job %@): %d items, %d done, %d failed; this run %d items at %.1f items/s\n",
+        if summary.stopped {
+            let how = cancelled ? "cancelled" : "interrupted"
+            FileHandle.standardError.write(Data("\n\(how): job \(job.id) stopped after \(totals.done + totals.failed) of \(totals.total) items; run the same command again to resume\n".utf8))
+            throw ExitCode(cancelled ? 3 : 130)
+        }
+        let frames = definition.source.media == .image ? ""
+            : String(format: ", %d frames at %.1f frames/s", summary.frames, summary.framesPerSecond)
+        let line = String(format: "%@ (job %@): %d items, %d done, %d failed; this run %d items at %.1f items/s%@\n",
                           definition.name, job.id, totals.total, totals.done, totals.failed, summary.items,
-                          summary.imagesPerSecond)
+                          summary.itemsPerSecond, frames)
         FileHandle.standardError.write(Data(line.utf8))
         if strict && totals.failed > 0 { throw ExitCode(2) }
     }
@@ -153,7 +196,8 @@ final class Interrupt: @unchecked Sendable {
 
 struct Jobs: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List, show and export jobs in the job store.", subcommands: [List.self, Show.self, Export.self])
+        abstract: "List, show, cancel and export jobs in the job store.",
+        subcommands: [List.self, Show.self, Cancel.self, Export.self])
 
     static func store() -> JobStore {
         do { return try JobStore.openDefault() } catch { fail("job store: \(error)") }
@@ -190,6 +234,19 @@ struct Jobs: ParsableCommand {
             for record in try store.records(job: job.id) where record.error != nil {
                 print("failed: \(record.error!)")
             }
+        }
+    }
+
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a job: a run in progress stops after the items in flight (committed results stay).")
+        @Argument(help: "Job id (a unique prefix is enough).") var id: String
+        func run() throws {
+            let store = Jobs.store()
+            let job = Jobs.job(id, in: store)
+            try store.setCancelled(job: job.id, true)
+            let p = try store.progress(job: job.id)
+            print("cancelled job \(job.id) \(job.name): \(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)")
         }
     }
 
@@ -279,12 +336,13 @@ struct Benchmark: ParsableCommand {
     @Option(help: "Checkpoint (default: the imported weights).") var weights: String?
     @Option(help: "Images per forward pass.") var batch = 1
     @Option(help: "Minimum seconds to measure.") var seconds = 3.0
+    @Option(help: "Input side in pixels (default: the model's crop size).") var size: Int?
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         threadOptions.apply()
         let (card, classifier) = loadClassifier(model, weights: weights)
-        let side = card.preprocessing.cropSize
+        let side = size ?? card.preprocessing.cropSize
         var generator = SystemRandomNumberGenerator()
         let input = Tensor(shape: [batch, side, side, 3],
                            data: (0..<(batch * side * side * 3)).map { _ in Float.random(in: -1...1, using: &generator) })
@@ -297,7 +355,7 @@ struct Benchmark: ParsableCommand {
         }
         let elapsed = Date().timeIntervalSince(start)
         let rate = Double(iterations * batch) / elapsed
-        print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"kind\": \"model\", \"images_per_s\": %.2f, \"ms_per_batch\": %.3f}",
-                     Parallel.threads, batch, rate, 1000 * elapsed / Double(iterations)))
+        print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"size\": %d, \"kind\": \"model\", \"images_per_s\": %.2f, \"ms_per_batch\": %.3f}",
+                     Parallel.threads, batch, side, rate, 1000 * elapsed / Double(iterations)))
     }
 }

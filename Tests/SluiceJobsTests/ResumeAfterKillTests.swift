@@ -2,47 +2,15 @@ import Foundation
 import XCTest
 import SluiceJobs
 import SluicePipeline
+import SluiceTensor
 
 /// `sluice run` killed with SIGKILL at random points and run again ends with exactly one record per
 /// image, each equal to an uninterrupted run's.
 final class ResumeAfterKillTests: XCTestCase {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    var sluice: URL {
-        let bundle = Bundle(for: Self.self).bundleURL
-        return (bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle).appendingPathComponent("sluice")
-    }
-
-    func weights() throws -> String {
-        guard let path = ProcessInfo.processInfo.environment["SLUICE_LITE0_WEIGHTS"],
-              FileManager.default.fileExists(atPath: path) else {
-            if ProcessInfo.processInfo.environment["SLUICE_REQUIRE_FIXTURES"] == "1" {
-                XCTFail("SLUICE_LITE0_WEIGHTS must name the EfficientNet-Lite0 checkpoint")
-            }
-            throw XCTSkip("set SLUICE_LITE0_WEIGHTS (scripts/test does)")
-        }
-        return path
-    }
-
-    func start(_ arguments: [String], home: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = sluice
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["SLUICE_HOME"] = home.path
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
-    }
-
-    func records(_ path: URL) throws -> [ResultRecord] {
-        try String(contentsOf: path, encoding: .utf8).split(separator: "\n").map {
-            try JSONDecoder().decode(ResultRecord.self, from: Data($0.utf8))
-        }
-    }
+    var repository: URL { JobsCLI.repository }
+    func weights() throws -> String { try JobsCLI.weights() }
+    func start(_ arguments: [String], home: URL) throws -> Process { try JobsCLI.start(arguments, home: home) }
+    func records(_ path: URL) throws -> [ResultRecord] { try JobsCLI.records(path) }
 
     func testKilledRunsResumeToExactlyOneRecordPerImage() throws {
         let weights = try weights()
@@ -50,12 +18,12 @@ final class ResumeAfterKillTests: XCTestCase {
         let images = root.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
-        let photos = try FileManager.default.contentsOfDirectory(atPath: Self.repository.appendingPathComponent("assets/images").path).sorted()
+        let photos = try FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("assets/images").path).sorted()
         for i in 0..<500 {
             let photo = photos[i % photos.count]
             try FileManager.default.createSymbolicLink(
                 atPath: images.appendingPathComponent(String(format: "%03d_%@", i, photo)).path,
-                withDestinationPath: Self.repository.appendingPathComponent("assets/images/\(photo)").path)
+                withDestinationPath: repository.appendingPathComponent("assets/images/\(photo)").path)
         }
         func pipeline(_ name: String) throws -> URL {
             let url = root.appendingPathComponent("\(name).yaml")
@@ -80,15 +48,30 @@ final class ResumeAfterKillTests: XCTestCase {
         XCTAssertEqual(expected.count, 500)
 
         let killed = try pipeline("killed")
-        var generator = SeededGenerator(seed: 20261123)
+        // Kill points are drawn as progress targets (a number of committed images), not as sleeps, so
+        // the kills land part-way through however fast this machine runs the job.
+        var generator = SplitMix64(seed: 20261123)
+        let storePath = home.appendingPathComponent("jobs.sqlite").path
+        var done = 0
+        // The reference run above created and migrated the store; this connection only reads.
+        let store = try JobStore(path: storePath)
         for attempt in 0..<3 {
+            let target = done + Int.random(in: 8...120, using: &generator)
             let run = try start(["run", killed.path], home: home)
-            Thread.sleep(forTimeInterval: Double.random(in: 0.8...3.0, using: &generator))
+            let deadline = Date().addingTimeInterval(120)
+            while run.isRunning && Date() < deadline {
+                if let job = try? store.jobs().first(where: { $0.name == "killed" }), let progress = try? store.progress(job: job.id), progress.done >= target {
+                    break
+                }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
             kill(run.processIdentifier, SIGKILL)
             run.waitUntilExit()
             XCTAssertEqual(run.terminationReason, .uncaughtSignal, "attempt \(attempt) was killed, not finished")
+            let job = try XCTUnwrap(try store.jobs().first { $0.name == "killed" })
+            done = try store.progress(job: job.id).done
+            XCTAssertGreaterThanOrEqual(done, target, "attempt \(attempt): committed work survives the kill")
         }
-        let store = try JobStore(path: home.appendingPathComponent("jobs.sqlite").path)
         let job = try XCTUnwrap(try store.jobs().first { $0.name == "killed" })
         let before = try store.progress(job: job.id)
         XCTAssertLessThan(before.done, 500, "the kills interrupted the job")
@@ -108,18 +91,5 @@ final class ResumeAfterKillTests: XCTestCase {
             }
         }
         XCTAssertEqual(try store.progress(job: job.id), JobStore.Progress(total: 500, done: 500, failed: 0))
-    }
-}
-
-/// SplitMix64, so the kill points are random but the same on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

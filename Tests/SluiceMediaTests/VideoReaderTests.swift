@@ -122,4 +122,37 @@ final class VideoReaderTests: XCTestCase {
         XCTAssertEqual(sampled.map(\.pts), expected.map { all[$0].pts })
         XCTAssertTrue(sampled.allSatisfy { $0.image.width == 64 && $0.image.height == 36 })
     }
+
+    /// Readers scaling to an odd width (swscale then changes its context's flags at init) in two threads
+    /// at once give exactly the frames one reader gives alone: every frame keeps the colour matrix.
+    func testConcurrentReadersScalingToAnOddWidthGiveTheSameFrames() throws {
+        let video = VideoMedia.repoRoot.appendingPathComponent("assets/videos/dog.mp4").path
+        @Sendable func read() throws -> [[UInt8]] {
+            let reader = try VideoReader(path: video, options: VideoReaderOptions(size: .size(width: 455, height: 256), threads: 1))
+            return reader.frames(.everyNth(4)).map(\.image.pixels)
+        }
+        let alone = try read()
+        XCTAssertEqual(alone.count, 30)
+        for _ in 0..<3 {
+            let results = UnsafeSendableBox<[[[UInt8]]]>([[], []])
+            DispatchQueue.concurrentPerform(iterations: 2) { i in
+                let frames = try! read()
+                results.lock.lock(); results.value[i] = frames; results.lock.unlock()
+            }
+            for frames in results.value {
+                XCTAssertEqual(frames.count, alone.count)
+                for (index, (got, want)) in zip(frames, alone).enumerated() where got != want {
+                    let worst = zip(got, want).map { abs(Int($0) - Int($1)) }.max() ?? 0
+                    XCTFail("frame \(index * 4) differs by up to \(worst) grey levels")
+                }
+            }
+        }
+    }
+}
+
+/// A value several threads write under its lock.
+final class UnsafeSendableBox<Value>: @unchecked Sendable {
+    let lock = NSLock()
+    var value: Value
+    init(_ value: Value) { self.value = value }
 }

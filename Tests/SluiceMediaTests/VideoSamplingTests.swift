@@ -2,28 +2,17 @@
 
 import Foundation
 import XCTest
+import SluiceTensor
 @testable import SluiceMedia
 
 final class VideoSamplingTests: XCTestCase {
-    /// A deterministic generator so the 20 "random" timestamps are the same on every run.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Exact seek returns the frame (index, PTS, pixels) a decode from the start gives for the first PTS ≥ t.
     private func checkExactSeek(_ path: String, label: String, seed: UInt64) throws {
         let (all, error) = try decodeAll(path, options: VideoReaderOptions())
         XCTAssertNil(error)
         XCTAssertGreaterThan(all.count, 100)
         let end = all.last!.pts
-        var generator = SplitMix(state: seed)
+        var generator = SplitMix64(seed: seed)
         let reader = try VideoReader(path: path)
         var keyframeStarts = 0
         for _ in 0..<20 {

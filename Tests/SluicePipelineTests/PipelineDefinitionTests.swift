@@ -34,7 +34,8 @@ final class PipelineDefinitionTests: XCTestCase {
             """)
         XCTAssertEqual(definition, PipelineDefinition(
             name: "photos", source: .images(paths: ["/data/photos", "/abs/more"], recursive: false),
-            model: .init(name: "efficientnet_lite0", weights: "/data/w/lite0.pth", batch: 4), topK: 3,
+            model: .init(name: "efficientnet_lite0", weights: "/data/w/lite0.pth", batch: 4),
+            postprocessing: Postprocessing(topK: 3),
             jsonl: "/data/out/r.jsonl", csv: "/data/out/r.csv"))
     }
 
@@ -52,28 +53,99 @@ final class PipelineDefinitionTests: XCTestCase {
             """)
         XCTAssertEqual(found, [
             "p.yaml:9:1: pipeline: unknown key 'extra' (allowed: name, source, stages, sink)",
-            "p.yaml:2:11: source: unknown key 'imagez' (allowed: images, recursive, list)",
-            "p.yaml:2:9: source: missing 'images' or 'list'",
+            "p.yaml:2:11: source: unknown key 'imagez' (allowed: images, recursive, list, video, sample)",
+            "p.yaml:2:9: source: missing 'images', 'list' or 'video'",
             "p.yaml:4:12: unknown model 'no_such_model' (known: \(ModelRegistry.names.joined(separator: ", ")))",
             "p.yaml:5:12: 'batch' must be an integer, got 'lots'",
-            "p.yaml:6:5: unknown stage 'blur' (allowed: model, topk)",
+            "p.yaml:6:5: unknown stage 'blur' (allowed: model, topk, threshold)",
             "p.yaml:7:11: 'topk' must be in 1...1000, got 0",
-            "p.yaml:8:9: sink: unknown key 'parquet' (allowed: jsonl, csv)",
+            "p.yaml:8:9: sink: unknown key 'parquet' (allowed: jsonl, csv, overlay)",
             "p.yaml:8:7: sink: name at least one of jsonl, csv",
         ])
     }
 
     func testMissingSectionsAndWrongTypes() {
         XCTAssertEqual(issues("name: x\n"), [
-            "p.yaml:1:1: pipeline: missing 'source' (one of: images, list)",
+            "p.yaml:1:1: pipeline: missing 'source' (one of: images, list, video)",
             "p.yaml:1:1: pipeline: missing 'stages' (a list with a model stage)",
             "p.yaml:1:1: pipeline: missing 'sink' (jsonl and/or csv)",
         ])
         XCTAssertEqual(issues("source: photos\nstages: {model: efficientnet_lite0}\nsink: out.jsonl\n"), [
-            "p.yaml:1:9: 'source' must be a mapping (images or list), got 'photos'",
+            "p.yaml:1:9: 'source' must be a mapping (images, list or video), got 'photos'",
             "p.yaml:2:9: 'stages' must be a list, got a mapping",
             "p.yaml:3:7: 'sink' must be a mapping with jsonl and/or csv, got 'out.jsonl'",
         ])
+    }
+
+    func testVideoSourcesWithEachSamplingPolicy() throws {
+        func source(_ yaml: String) throws -> PipelineDefinition.Source {
+            try parse("source: \(yaml)\nstages: [{model: efficientnet_lite0}]\nsink: {jsonl: o.jsonl}\n").source
+        }
+        XCTAssertEqual(try source("{ video: clip.mp4 }"), .videos(paths: ["/data/clip.mp4"], recursive: true, sampling: .all))
+        XCTAssertEqual(try source("{ video: [a.mp4, /v], sample: { fps: 2.5 } }"),
+                       .videos(paths: ["/data/a.mp4", "/v"], recursive: true, sampling: .fps(2.5)))
+        XCTAssertEqual(try source("{ video: v, sample: { every: 10 }, recursive: false }"),
+                       .videos(paths: ["/data/v"], recursive: false, sampling: .everyNth(10)))
+        XCTAssertEqual(try source("{ video: v, sample: { uniform: 16 } }"), .videos(paths: ["/data/v"], recursive: true, sampling: .uniform(count: 16)))
+        XCTAssertEqual(try source("{ video: v, sample: { range: [1.5, 4] } }"),
+                       .videos(paths: ["/data/v"], recursive: true, sampling: .timeRange(start: 1.5, end: 4)))
+        XCTAssertEqual(try source("{ video: v, sample: all }"), .videos(paths: ["/data/v"], recursive: true, sampling: .all))
+        XCTAssertEqual(try source("{ video: v }").media, .video(.all))
+        XCTAssertEqual(try source("{ images: v }").media, .image)
+    }
+
+    func testStagesCarryBatchingAndPostprocessing() throws {
+        let definition = try parse("""
+            source: { images: photos }
+            stages:
+              - model: efficientnet_lite0
+                batch: 16
+                max_wait_ms: 5
+              - topk: 2
+              - threshold: 0.25
+            sink: { jsonl: o.jsonl }
+            """)
+        XCTAssertEqual(definition.model, .init(name: "efficientnet_lite0", weights: nil, batch: 16, maxWait: 0.005))
+        XCTAssertEqual(definition.postprocessing, Postprocessing(topK: 2, minScore: 0.25))
+    }
+
+    func testBadSamplingAndThresholdAreReportedWithPositions() {
+        XCTAssertEqual(issues("""
+            source: { video: a.mp4, sample: { fps: -1 } }
+            stages: [{model: efficientnet_lite0}, {threshold: 2}]
+            sink: {jsonl: o.jsonl}
+            """), [
+            "p.yaml:1:40: 'fps' must be positive, got -1.0",
+            "p.yaml:2:51: 'threshold' must be a probability in 0...1, got 2.0",
+        ])
+        XCTAssertEqual(issues("""
+            source: { video: a.mp4, sample: { every: 2, fps: 3, speed: 1 } }
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl}
+            """), [
+            "p.yaml:1:53: sample: unknown key 'speed' (allowed: every, fps, uniform, range)",
+            "p.yaml:1:33: sample: give one policy, not every and fps",
+        ])
+        XCTAssertEqual(issues("""
+            source: { images: a, video: b }
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl}
+            """), ["p.yaml:1:9: source: give one of 'images', 'list' or 'video', not images and video"])
+        XCTAssertEqual(issues("""
+            source: { images: a }
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl, overlay: o}
+            """), ["p.yaml:3:24: sink: 'overlay' applies to a video source (overlay videos)"])
+        XCTAssertEqual(issues("""
+            source: { images: a, sample: all }
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl}
+            """), ["p.yaml:1:22: source: 'sample' applies to a 'video' source"])
+        XCTAssertEqual(issues("""
+            source: { video: a.mp4, sample: { range: [3, 1] } }
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl}
+            """), ["p.yaml:1:42: 'range' must have 0 <= start < end, got [3.0, 1.0]"])
     }
 
     func testInvalidYAMLGivesItsPosition() {
