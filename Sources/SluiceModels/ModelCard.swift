@@ -63,6 +63,7 @@ public enum ModelRegistry {
         efficientNetLite(name: "efficientnet_lite0", variant: 0),
     ] + HorNetConfiguration.officialNames.map(horNet)
         + ViGConfiguration.officialNames.map { vigCard(name: $0, configuration: ViGConfiguration.named($0)!) }
+        + ViGHConfiguration.officialNames.map { vigHCard(name: $0, configuration: ViGHConfiguration.named($0)!) }
 
     public static var names: [String] { cards.map(\.name) }
 

@@ -11,6 +11,7 @@
 //   computed by the chunked scan (`GLA.bidirectionalChunked`, tested against the step-by-step recurrence);
 //   y = RMSNorm_g(o) ⊙ σ(g_proj L) + RMSNorm_l(L) ⊙ (1 − σ(g_proj L)) per head (one [d_v] weight shared
 //   by the heads); SiLU for ViG-T; x += o_proj(y); x += down(SiLU(gate) ⊙ up) on RMSNorm(x).
+// The token mixer (`GatedLinearAttention2D`) and the SwiGLU are shared with ViG-H (ViGH.swift).
 // Every RMSNorm has eps 1e-6; the stem's LayerNorm2d eps 1e-5. pos_embed is resized bicubically
 // (align_corners=False) when the token grid differs from the trained one.
 
@@ -100,14 +101,7 @@ public struct ViG: ImageClassifier {
 
     struct Block {
         let attnNorm: RMSNorm
-        let inProj: Conv2d
-        let qkvProj: Linear
-        let gkProj0: Linear
-        let gkProj1: Linear
-        let oProj: Linear
-        let gNorm: RMSNorm
-        let lNorm: RMSNorm
-        let gProj: Linear
+        let attn: GatedLinearAttention2D
         let mlpNorm: RMSNorm
         let gateProj: Linear
         let downProj: Linear
@@ -183,16 +177,11 @@ public struct ViG: ImageClassifier {
         positionEmbedding = w("pos_embed").data
         blocks = (0..<config.depth).map { i in
             let p = "blocks.\(i)"
-            let dw = w("\(p).attn.in_proj.0.weight")
             return Block(attnNorm: RMSNorm(weight: w("\(p).attn_norm.weight"), eps: Self.rmsEps),
-                         inProj: Conv2d(torchWeight: dw, bias: nil, padding: .symmetric(1), groups: dw.shape[0]),
-                         qkvProj: Linear(weight: w("\(p).attn.qkv_proj.weight"), bias: nil),
-                         gkProj0: Linear(weight: w("\(p).attn.gk_proj.0.weight"), bias: nil),
-                         gkProj1: Linear(weight: w("\(p).attn.gk_proj.1.weight"), bias: w("\(p).attn.gk_proj.1.bias")),
-                         oProj: Linear(weight: w("\(p).attn.o_proj.weight"), bias: nil),
-                         gNorm: RMSNorm(weight: w("\(p).attn.g_norm.weight"), eps: Self.rmsEps),
-                         lNorm: RMSNorm(weight: w("\(p).attn.l_norm.weight"), eps: Self.rmsEps),
-                         gProj: Linear(weight: w("\(p).attn.g_proj.weight"), bias: w("\(p).attn.g_proj.bias")),
+                         attn: GatedLinearAttention2D(prefix: "\(p).attn", weights: weights, heads: config.numHeads,
+                                                      keyDim: config.keyDim, valueDim: config.valueDim,
+                                                      actInConv: config.useActInConv, outAct: config.useOutAct,
+                                                      outputScale: 0.25),
                          mlpNorm: RMSNorm(weight: w("\(p).mlp_norm.weight"), eps: Self.rmsEps),
                          gateProj: Linear(weight: w("\(p).mlp.gate_proj.weight"), bias: nil),
                          downProj: Linear(weight: w("\(p).mlp.down_proj.weight"), bias: nil))
@@ -239,22 +228,64 @@ public struct ViG: ImageClassifier {
 
     /// One GLABlock on tokens [N·H·W, C] (row-major raster order per image).
     func run(_ block: Block, _ x: Tensor, images n: Int, height gh: Int, width gw: Int) -> Tensor {
-        let config = configuration
-        let rows = x.shape[0], c = x.shape[1]
-        let heads = config.numHeads, kd = config.keyDim, vd = config.valueDim
-        let dk = config.headKeyDim, dv = config.headValueDim
-        // Local branch: 3x3 depthwise conv on the normalised tokens; everything below reads it.
-        let normed = block.attnNorm(x)
-        let local = block.inProj(normed.reshaped([n, gh, gw, c]), activation: config.useActInConv ? .silu : .identity)
+        var residual = block.attn(block.attnNorm(x), images: n, height: gh, width: gw)
+        residual.add(x)
+        // SwiGLU MLP on RMSNorm(x + attn): (gate, up) halves of gate_proj.
+        var out = block.downProj(SwiGLU.gated(block.gateProj(block.mlpNorm(residual))))
+        out.add(residual)
+        return out
+    }
+}
+
+/// The GLA token mixer shared by ViG (`GatedLinearAttention`) and ViG-H (`GLA2D`), eval branch, on
+/// tokens [N·H·W, C] in row-major raster order (channels-last; ViG-H's Linear2d 1x1 convs are the same
+/// GEMMs). Parameters under `prefix`: in_proj.0 (3x3 depthwise, no bias), qkv_proj, gk_proj.{0,1},
+/// o_proj, g_norm, l_norm, g_proj. Linear2d weights arrive already reshaped to [out, in].
+struct GatedLinearAttention2D {
+    static let rmsEps: Float = 1e-6
+    /// `gate_logit_normalizer`: gates are logsigmoid(z) / 16.
+    static let gateLogitNormalizer: Float = 16
+
+    let inProj: Conv2d
+    let qkvProj: Linear
+    let gkProj0: Linear
+    let gkProj1: Linear
+    let oProj: Linear
+    let gNorm: RMSNorm
+    let lNorm: RMSNorm
+    let gProj: Linear
+    let heads: Int, keyDim: Int, valueDim: Int
+    let actInConv: Bool, outAct: Bool
+    /// What the bidirectional sum is multiplied by: the kernel's mean (1/2), times ViG's extra eval /2.
+    let outputScale: Float
+
+    init(prefix p: String, weights: [String: Tensor], heads: Int, keyDim: Int, valueDim: Int,
+         actInConv: Bool, outAct: Bool, outputScale: Float) {
+        let w = { (key: String) -> Tensor in weights["\(p).\(key)"]! }
+        let dw = w("in_proj.0.weight")
+        inProj = Conv2d(torchWeight: dw, bias: nil, padding: .symmetric(1), groups: dw.shape[0])
+        qkvProj = Linear(weight: w("qkv_proj.weight"), bias: nil)
+        gkProj0 = Linear(weight: w("gk_proj.0.weight"), bias: nil)
+        gkProj1 = Linear(weight: w("gk_proj.1.weight"), bias: w("gk_proj.1.bias"))
+        oProj = Linear(weight: w("o_proj.weight"), bias: nil)
+        gNorm = RMSNorm(weight: w("g_norm.weight"), eps: Self.rmsEps)
+        lNorm = RMSNorm(weight: w("l_norm.weight"), eps: Self.rmsEps)
+        gProj = Linear(weight: w("g_proj.weight"), bias: w("g_proj.bias"))
+        self.heads = heads; self.keyDim = keyDim; self.valueDim = valueDim
+        self.actInConv = actInConv; self.outAct = outAct; self.outputScale = outputScale
+    }
+
+    /// o_proj(y) for normalised tokens `normed` [N·H·W, C].
+    func callAsFunction(_ normed: Tensor, images n: Int, height gh: Int, width gw: Int) -> Tensor {
+        let rows = normed.shape[0], c = normed.shape[1]
+        let kd = keyDim, vd = valueDim, dk = kd / heads, dv = vd / heads
+        // Local branch: 3x3 depthwise conv; q, k, v, the gates and g all read it.
+        let local = inProj(normed.reshaped([n, gh, gw, c]), activation: actInConv ? .silu : .identity)
             .reshaped([rows, c])
-        let qkv = block.qkvProj(local)
-        var gates = block.gkProj1(block.gkProj0(local))
-        gates.data.withUnsafeMutableBufferPointer { g in
-            for i in 0..<g.count {
-                let z = g[i]
-                // logsigmoid(z) = min(z, 0) − log1p(exp(−|z|))
-                g[i] = (Swift.min(z, 0) - Foundation.log1p(Foundation.exp(-Swift.abs(z)))) / 16
-            }
+        let qkv = qkvProj(local)
+        var gates = gkProj1(gkProj0(local))
+        gates.data.withUnsafeMutableBufferPointer {
+            GLA.logSigmoidGates($0.baseAddress!, count: $0.count, normalizer: Self.gateLogitNormalizer)
         }
         var o = Tensor(zeros: [rows, vd])
         let qkvStride = 2 * kd + vd
@@ -269,13 +300,14 @@ public struct ViG: ImageClassifier {
                         v: .init(base + 2 * kd, rowStride: qkvStride, headStride: dv),
                         forwardGates: .init(gbase, rowStride: 2 * kd, headStride: dk),
                         backwardGates: .init(gbase + kd, rowStride: 2 * kd, headStride: dk),
-                        scale: 1 / Float(dk).squareRoot(), outputScale: 0.25, output: op.baseAddress!)
+                        scale: 1 / Float(dk).squareRoot(), outputScale: outputScale, output: op.baseAddress!)
                 }
             }
         }
-        let gated = block.gNorm(o.reshaped([rows * heads, dv])).reshaped([rows, vd])
-        let localHeads = block.lNorm(local.reshaped([rows * heads, dv])).reshaped([rows, vd])
-        var y = block.gProj(local, activation: .sigmoid)
+        // y = RMSNorm_g(o) ⊙ g + RMSNorm_l(local) ⊙ (1 − g), per head (C = heads·d_v channels of local).
+        let gated = gNorm(o.reshaped([rows * heads, dv])).reshaped([rows, vd])
+        let localHeads = lNorm(local.reshaped([rows * heads, dv])).reshaped([rows, vd])
+        var y = gProj(local, activation: .sigmoid)
         y.data.withUnsafeMutableBufferPointer { yp in
             gated.data.withUnsafeBufferPointer { op in
                 localHeads.data.withUnsafeBufferPointer { lp in
@@ -286,26 +318,31 @@ public struct ViG: ImageClassifier {
                 }
             }
         }
-        if config.useOutAct { Activation.silu.apply(&y) }
-        var residual = block.oProj(y)
-        residual.add(x)
-        // SwiGLU MLP on RMSNorm(x + attn): (gate, up) halves of gate_proj.
-        let gu = block.gateProj(block.mlpNorm(residual))
-        let hidden = config.mlpHidden
-        let act = Tensor(uninitialized: [rows, hidden]) { out in
+        if outAct { Activation.silu.apply(&y) }
+        return oProj(y)
+    }
+}
+
+/// SwiGLU on a [rows, 2·hidden] projection whose first half is the gate: SiLU(gate) ⊙ up.
+enum SwiGLU {
+    static func gated(_ gu: Tensor) -> Tensor {
+        let rows = gu.count / gu.shape.last!, hidden = gu.shape.last! / 2
+        var shape = gu.shape
+        shape[shape.count - 1] = hidden
+        return Tensor(uninitialized: shape) { out in
             gu.data.withUnsafeBufferPointer { gp in
-                for r in 0..<rows {
-                    let src = gp.baseAddress! + r * 2 * hidden, dst = out.baseAddress! + r * hidden
-                    for j in 0..<hidden {
-                        let gate = src[j]
-                        dst[j] = gate * FastMath.sigmoid(gate) * src[hidden + j]
+                let src = UnsafeSendable(gp.baseAddress!), dst = UnsafeSendable(out.baseAddress!)
+                Parallel.forEachChunk(rows, minChunk: 64) { range in
+                    for r in range {
+                        let s = src.value + r * 2 * hidden, d = dst.value + r * hidden
+                        // SiLU through SluiceTensor's vectorised activation, then the up half.
+                        d.update(from: s, count: hidden)
+                        Activation.silu.apply(d, count: hidden)
+                        for j in 0..<hidden { d[j] *= s[hidden + j] }
                     }
                 }
             }
         }
-        var out = block.downProj(act)
-        out.add(residual)
-        return out
     }
 }
 

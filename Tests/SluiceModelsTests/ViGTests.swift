@@ -7,6 +7,7 @@ import SluiceTensor
 /// `classification/models/vig.py` with its module names, the bidirectional GLA as the step-by-step
 /// recurrence). Reduced configurations (C 48, 3 heads, d_k 8, d_v 16, depth 2, patch 16, trained grid 4x4)
 /// with the ViG-T SiLU switches on and off; each loads a real torch.save({'model': state_dict}) checkpoint.
+/// Full-size ViG-T runs on deterministic recipe weights (`ViGRecipe`), so only its logits are committed.
 final class ViGTests: XCTestCase {
     static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
         .appendingPathComponent("vig")
@@ -114,26 +115,29 @@ final class ViGTests: XCTestCase {
         }
     }
 
-    /// Full-size ViG-T through its registered card on synthetic weights: 224 input, 196 tokens (several
-    /// scan chunks), finite logits for every class.
-    func testFullSizeTinyRuns() throws {
-        let card = try ModelRegistry.card(named: "vig_tiny")
-        var numbers = Numbers(state: 7)
-        var tensors: [(String, Tensor)] = []
-        for (key, shape) in card.parameterShapes {
-            let count = shape.reduce(1, *)
-            let fan = shape.count > 1 ? Float(shape.dropFirst().reduce(1, *)) : 1
-            let data: [Float] = key.hasSuffix("norm.weight") || key.hasSuffix("proj.1.weight") || key.hasSuffix("proj.4.weight")
-                ? [Float](repeating: 1, count: count)
-                : (0..<count).map { _ in numbers.next() / fan.squareRoot() }
-            tensors.append((key, Tensor(shape: shape, data: data)))
+    /// Full-size ViG-T through its registered card on the deterministic recipe weights (`ViGRecipe`, the same
+    /// numbers scripts/reference/vig.py generates): 224 input, 196 tokens (four scan chunks), against the
+    /// reference's float64 logits.
+    func testFullSizeTinyParity() throws {
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: try Self.fixture("manifest.json"))) as! [String: Any]
+        guard let item = (json["full_size"] as? [[String: Any]])?.first(where: { $0["model"] as? String == "vig_tiny" }) else {
+            XCTFail("manifest.json has no full-size vig_tiny case: regenerate with `\(Self.script)`")
+            return
         }
-        let model = try card.makeClassifier(stateDict: StateDict(tensors))
-        let input = Tensor(shape: [1, 224, 224, 3], data: (0..<(224 * 224 * 3)).map { _ in numbers.next() })
-        let logits = model(input)
-        XCTAssertEqual(logits.shape, [1, 1000])
-        XCTAssertTrue(logits.data.allSatisfy { $0.isFinite })
-        XCTAssertGreaterThan(logits.data.map(abs).max() ?? 0, 0)
+        let card = try ModelRegistry.card(named: "vig_tiny")
+        let model = try card.makeClassifier(stateDict: ViGRecipe.stateDict(card.parameterShapes))
+        let expected: Tensor = try NPY.read(contentsOf: try Self.fixture(item["logits"] as! String))
+        XCTAssertGreaterThan(expected.data.map(abs).max() ?? 0, 0.5, "fixture logits look trivial")
+        let input = ViGRecipe.input(item["input_shape"] as! [Int]).nchwToNHWC()
+        defer { Parallel.configure(threads: nil) }
+        for count in [1, 2] {
+            Parallel.configure(threads: count)
+            let logits = model(input)
+            XCTAssertEqual(logits.shape, [1, 1000])
+            let error = Tensor.maxRelativeError(logits, expected)
+            print("ViG parity vig_tiny full size (\(count) thread(s)): max relative error \(error)")
+            XCTAssertLessThanOrEqual(error, 1e-4, "vig_tiny full size, \(count) thread(s): max relative error \(error)")
+        }
     }
 
     /// A checkpoint with a missing, a mis-shaped and an unexpected tensor is rejected with every problem.
@@ -174,16 +178,18 @@ final class ViGTests: XCTestCase {
         }
     }
 
-    /// Chunked scan vs the step-by-step recurrence on random q/k/v and ViG-style gates
-    /// (logsigmoid(z)/16); `steepEvery` > 0 makes every n-th token's gates −190, forcing the
-    /// step-by-step fallback inside those chunks.
-    func assertChunkedMatchesRecurrence(tokens: Int, heads: Int, dk: Int, dv: Int, steepEvery: Int = 0) {
+    /// Chunked scan vs the step-by-step recurrence on random q/k/v and ViG-style gates logsigmoid(z)/16
+    /// with z uniform in `logits` (the default −8…4 gives per-token decays of about 0.61…0.999);
+    /// `steepEvery` > 0 makes every n-th token's gates −190, forcing the step-by-step fallback inside those
+    /// chunks.
+    func assertChunkedMatchesRecurrence(tokens: Int, heads: Int, dk: Int, dv: Int, steepEvery: Int = 0,
+                                        logits: Range<Float> = -8..<4) {
         let batch = 2
         var numbers = Numbers(state: UInt64(tokens * 131 + dk))
         let kd = heads * dk, vd = heads * dv, width = 2 * kd + vd
         let qkv = (0..<(batch * tokens * width)).map { _ in numbers.next() * 1.5 }
         var gates = (0..<(batch * tokens * 2 * kd)).map { _ -> Float in
-            let z = 6 * numbers.next() - 2
+            let z = logits.lowerBound + (numbers.next() + 1) / 2 * (logits.upperBound - logits.lowerBound)
             return (min(z, 0) - log1p(exp(-abs(z)))) / 16
         }
         if steepEvery > 0 {
@@ -216,7 +222,7 @@ final class ViGTests: XCTestCase {
         let e = Tensor(shape: [batch * tokens, vd], data: expected), a = Tensor(shape: [batch * tokens, vd], data: actual)
         XCTAssertGreaterThan(expected.map(abs).max() ?? 0, 0.5, "trivial recurrence output")
         let error = Tensor.maxRelativeError(a, e)
-        print("GLA chunked vs recurrent, \(tokens) tokens, \(heads)x(dk \(dk), dv \(dv)), steep every \(steepEvery): max relative error \(error)")
+        print("GLA chunked vs recurrent, \(tokens) tokens, \(heads)x(dk \(dk), dv \(dv)), z in \(logits), steep every \(steepEvery): max relative error \(error)")
         XCTAssertLessThanOrEqual(error, 1e-4, "\(tokens) tokens: max relative error \(error)")
     }
 
@@ -231,4 +237,44 @@ final class ViGTests: XCTestCase {
     func testChunkedScanSteepDecaysFallBack() {
         assertChunkedMatchesRecurrence(tokens: 196, heads: 2, dk: 8, dv: 16, steepEvery: 150)
     }
+
+    /// 4096 tokens (vig_tiny at 1024x1024), 64 chunks per direction, realistic decays.
+    func testChunkedScanMatchesRecurrence4096Tokens() {
+        assertChunkedMatchesRecurrence(tokens: 4096, heads: 2, dk: 32, dv: 64)
+    }
+
+    /// 4096 tokens with steep decays: z in −16…−4 (per-token log decays −1…−0.25) keeps most chunks in the
+    /// factorised form with e^{±B} up to about e^{±60}; z in −40…−10 (−2.5…−0.6) pushes most chunks over the
+    /// span into the step-by-step fallback; isolated −190 gates on top cut the state.
+    func testChunkedScanSteepDecays4096Tokens() {
+        assertChunkedMatchesRecurrence(tokens: 4096, heads: 2, dk: 32, dv: 64, logits: -16 ..< -4)
+        assertChunkedMatchesRecurrence(tokens: 4096, heads: 2, dk: 16, dv: 32, logits: -40 ..< -10)
+        assertChunkedMatchesRecurrence(tokens: 4096, heads: 1, dk: 32, dv: 64, steepEvery: 1000)
+    }
+}
+
+/// The deterministic weights and inputs of scripts/reference/vig.py (`recipe_offset_scale`): the uniform
+/// stream of `HorNetRecipe` (FNV-1a of the key seeds splitmix64, u in [-1, 1)), value = Float(offset + scale·u).
+enum ViGRecipe {
+    static func offsetScale(_ key: String, _ shape: [Int]) -> (Double, Double) {
+        let name = key.split(separator: ".").last.map(String.init) ?? key
+        if key.hasSuffix("gk_proj.1.bias") { return (-3, 5) }   // per-token decays about 0.61 … 0.99
+        if key == "pos_embed" { return (0, 0.5) }
+        if name == "bias" { return (0, 0.2) }
+        if shape.count == 1 { return (1, 0.25) }                 // RMSNorm / LayerNorm weights
+        var scale = (3.0 / Double(shape.dropFirst().reduce(1, *))).squareRoot()
+        if key.contains("qkv_proj") { scale *= 2 }
+        return (0, scale)
+    }
+
+    static func stateDict(_ shapes: [(String, [Int])]) -> StateDict {
+        StateDict(shapes.map { key, shape in
+            let (offset, scale) = offsetScale(key, shape)
+            let values = HorNetRecipe.uniform(key, count: shape.reduce(1, *)).map { Float(offset + scale * $0) }
+            return (key, Tensor(shape: shape, data: values))
+        })
+    }
+
+    /// NCHW input, the key "input".
+    static func input(_ shape: [Int]) -> Tensor { HorNetRecipe.input(shape) }
 }

@@ -1,0 +1,276 @@
+// ViG-H, the hierarchical ViG, following the official `classification/models/vig_h.py` (class HierViG) of
+// hustvl/ViG as the `configs/vig-h/*.yaml` files build it (NORM_LAYER ln2d, so channels-first throughout;
+// PATCHEMBED v2; DOWNSAMPLE v3; GMLP; USE_ACT_IN_CONV / USE_OUT_ACT off). Module names of the checkpoints:
+//   patch_embed.{0: Conv2d k=p/2+1 s=p/2 p=1, 2: LayerNorm2d, (4: GELU), 5: Conv2d k=p/2+1 s=p/2 p=1, 7: LayerNorm2d},
+//   layers.s.blocks.j.{norm, op.{in_proj.0, qkv_proj, gk_proj.{0,1}, o_proj, g_norm, l_norm, g_proj}, norm2,
+//                      mlp.{fc1, fc2}},
+//   layers.s.downsample.{1: Conv2d 3x3/2 p=1, 3: LayerNorm2d} (every stage but the last, after its blocks),
+//   classifier.{norm: LayerNorm2d, head}.
+// A block (`VSSBlock`, pre-norm): x += GLA2D(LN(x)); x += fc2(SiLU(gate) ⊙ up) with (gate, up) = fc1(LN(x)).
+// GLA2D is ViG's mixer (`GatedLinearAttention2D`) except that the eval path keeps the kernel's
+// (o_fwd + o_bwd) / 2 (its `o /= 2` is commented out). qkv_proj, gk_proj, g_proj, fc1 and fc2 are Linear2d
+// (1x1 convs holding [out, in] weights; [out, in, 1, 1] loads too); o_proj is a plain Linear. Every
+// LayerNorm2d has eps 1e-5 (nn.LayerNorm's default), every RMSNorm 1e-6 (GLAConfig.rms_norm_eps).
+// gMlp's hidden size is 32·ceil(int(8·d/3)/32). There is no position embedding, so any input size works.
+
+import Foundation
+import SluiceTensor
+
+public struct ViGHConfiguration: Codable, Sendable, Equatable {
+    public var dims: [Int]
+    public var depths: [Int]
+    public var numHeads: [Int]
+    public var expandK: Double
+    public var expandV: Double
+    /// `PATCH_SIZE`: the stem's total stride (two convolutions of stride patch/2).
+    public var patchSize: Int
+    /// `USE_ACT_IN_CONV`: SiLU after the 3x3 depthwise conv (config.py default on; the ViG-H yamls turn it off).
+    public var useActInConv: Bool
+    /// `USE_OUT_ACT`: SiLU before o_proj.
+    public var useOutAct: Bool
+    public var numClasses: Int
+    public var inChans: Int
+
+    enum CodingKeys: String, CodingKey {
+        case dims, depths, numHeads = "num_heads", expandK = "expand_k", expandV = "expand_v"
+        case patchSize = "patch_size", useActInConv = "use_act_in_conv", useOutAct = "use_out_act"
+        case numClasses = "num_classes", inChans = "in_chans"
+    }
+
+    public init(dims: [Int], depths: [Int], numHeads: [Int], expandK: Double = 0.5, expandV: Double = 1,
+                patchSize: Int = 4, useActInConv: Bool = false, useOutAct: Bool = false,
+                numClasses: Int = 1000, inChans: Int = 3) {
+        precondition(dims.count == depths.count && dims.count == numHeads.count, "one dim, depth and head count per stage")
+        self.dims = dims; self.depths = depths; self.numHeads = numHeads
+        self.expandK = expandK; self.expandV = expandV; self.patchSize = patchSize
+        self.useActInConv = useActInConv; self.useOutAct = useOutAct
+        self.numClasses = numClasses; self.inChans = inChans
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(dims: try c.decode([Int].self, forKey: .dims), depths: try c.decode([Int].self, forKey: .depths),
+                  numHeads: try c.decode([Int].self, forKey: .numHeads),
+                  expandK: try c.decodeIfPresent(Double.self, forKey: .expandK) ?? 0.5,
+                  expandV: try c.decodeIfPresent(Double.self, forKey: .expandV) ?? 1,
+                  patchSize: try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? 4,
+                  useActInConv: try c.decode(Bool.self, forKey: .useActInConv),
+                  useOutAct: try c.decode(Bool.self, forKey: .useOutAct),
+                  numClasses: try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? 1000,
+                  inChans: try c.decodeIfPresent(Int.self, forKey: .inChans) ?? 3)
+    }
+
+    public func keyDim(_ stage: Int) -> Int { Int(Double(dims[stage]) * expandK) }
+    public func valueDim(_ stage: Int) -> Int { Int(Double(dims[stage]) * expandV) }
+    /// gMlp's hidden size: 32·ceil(int(d·4·2/3)/32).
+    public func mlpHidden(_ stage: Int) -> Int {
+        let raw = Int(Double(dims[stage] * 4 * 2) / 3)
+        return 32 * ((raw + 31) / 32)
+    }
+
+    /// `vig_h_tiny`, `vig_h_small`, `vig_h_base` (configs/vig-h/vig-h-{t,s,b}.yaml).
+    public static func named(_ name: String) -> ViGHConfiguration? {
+        switch name {
+        case "vig_h_tiny": return ViGHConfiguration(dims: [96, 192, 384, 768], depths: [2, 2, 5, 2], numHeads: [3, 6, 12, 24])
+        case "vig_h_small": return ViGHConfiguration(dims: [96, 192, 384, 768], depths: [2, 2, 17, 2], numHeads: [3, 6, 12, 24])
+        case "vig_h_base": return ViGHConfiguration(dims: [128, 256, 512, 1024], depths: [2, 2, 17, 2], numHeads: [4, 8, 16, 32])
+        default: return nil
+        }
+    }
+
+    public static let officialNames = ["vig_h_tiny", "vig_h_small", "vig_h_base"]
+}
+
+public struct ViGH: ImageClassifier {
+    static let layerNormEps: Float = 1e-5
+
+    struct Block {
+        let norm: LayerNorm
+        let op: GatedLinearAttention2D
+        let norm2: LayerNorm
+        let fc1: Linear
+        let fc2: Linear
+    }
+
+    struct Stage {
+        let blocks: [Block]
+        /// Conv 3x3/2 and LayerNorm2d into the next stage's width; nil for the last stage.
+        let downsample: (conv: Conv2d, norm: LayerNorm)?
+    }
+
+    public let configuration: ViGHConfiguration
+    let stemConv1: Conv2d
+    let stemNorm1: LayerNorm
+    let stemConv2: Conv2d
+    let stemNorm2: LayerNorm
+    let stages: [Stage]
+    let classifierNorm: LayerNorm
+    let head: Linear
+
+    public var numClasses: Int { configuration.numClasses }
+
+    /// Every parameter of the official module tree, in `state_dict()` order, with its PyTorch shape.
+    public static func parameterShapes(_ config: ViGHConfiguration) -> [(String, [Int])] {
+        let d0 = config.dims[0], half = d0 / 2, k = config.patchSize / 2 + 1, r = 16
+        var shapes: [(String, [Int])] = [
+            ("patch_embed.0.weight", [half, config.inChans, k, k]), ("patch_embed.0.bias", [half]),
+            ("patch_embed.2.weight", [half]), ("patch_embed.2.bias", [half]),
+            ("patch_embed.5.weight", [d0, half, k, k]), ("patch_embed.5.bias", [d0]),
+            ("patch_embed.7.weight", [d0]), ("patch_embed.7.bias", [d0]),
+        ]
+        for s in config.dims.indices {
+            let d = config.dims[s], kd = config.keyDim(s), vd = config.valueDim(s), hidden = config.mlpHidden(s)
+            for j in 0..<config.depths[s] {
+                let p = "layers.\(s).blocks.\(j)"
+                shapes += [
+                    ("\(p).norm.weight", [d]), ("\(p).norm.bias", [d]),
+                    ("\(p).op.in_proj.0.weight", [d, 1, 3, 3]),
+                    ("\(p).op.qkv_proj.weight", [2 * kd + vd, d]),
+                    ("\(p).op.gk_proj.0.weight", [r, d]),
+                    ("\(p).op.gk_proj.1.weight", [2 * kd, r]), ("\(p).op.gk_proj.1.bias", [2 * kd]),
+                    ("\(p).op.o_proj.weight", [d, vd]),
+                    ("\(p).op.g_norm.weight", [vd / config.numHeads[s]]),
+                    ("\(p).op.l_norm.weight", [vd / config.numHeads[s]]),
+                    ("\(p).op.g_proj.weight", [vd, d]), ("\(p).op.g_proj.bias", [vd]),
+                    ("\(p).norm2.weight", [d]), ("\(p).norm2.bias", [d]),
+                    ("\(p).mlp.fc1.weight", [2 * hidden, d]),
+                    ("\(p).mlp.fc2.weight", [d, hidden]),
+                ]
+            }
+            if s + 1 < config.dims.count {
+                let next = config.dims[s + 1], p = "layers.\(s).downsample"
+                shapes += [("\(p).1.weight", [next, d, 3, 3]), ("\(p).1.bias", [next]),
+                           ("\(p).3.weight", [next]), ("\(p).3.bias", [next])]
+            }
+        }
+        let last = config.dims.last!
+        shapes += [("classifier.norm.weight", [last]), ("classifier.norm.bias", [last]),
+                   ("classifier.head.weight", [config.numClasses, last]), ("classifier.head.bias", [config.numClasses])]
+        return shapes
+    }
+
+    /// Linear2d modules: their weights may be stored conv-shaped, [out, in, 1, 1].
+    static let linear2dSuffixes = ["op.qkv_proj.weight", "op.gk_proj.0.weight", "op.gk_proj.1.weight",
+                                   "op.g_proj.weight", "mlp.fc1.weight", "mlp.fc2.weight"]
+
+    /// Official key names from a checkpoint as HierViG loads it: without DataParallel's `module.`, with
+    /// `HierViG._load_from_state_dict`'s renames of the previous training code's names (prefix matches,
+    /// in its order: patch_embed.proj → patch_embed.0, patch_embed.norm → patch_embed.2,
+    /// layers.i.blocks.j.ln_1 → .norm, .self_attention → .op, norm → classifier.norm, head →
+    /// classifier.head), and Linear2d weights viewed as [out, in] (`Linear2d._load_from_state_dict`).
+    public static func sanitize(_ stateDict: StateDict) throws -> StateDict {
+        var dict = stateDict
+        if !dict.keys.isEmpty && dict.keys.allSatisfy({ $0.hasPrefix("module.") }) {
+            dict = try dict.removingPrefix("module.")
+        }
+        func renamed(_ key: String) -> String {
+            var key = key
+            func change(_ source: String, _ destination: String) {
+                if key.hasPrefix(source) { key = destination + key.dropFirst(source.count) }
+            }
+            change("patch_embed.proj", "patch_embed.0")
+            change("patch_embed.norm", "patch_embed.2")
+            let parts = key.split(separator: ".", omittingEmptySubsequences: false)
+            if parts.count > 4, parts[0] == "layers", parts[2] == "blocks",
+               let i = Int(parts[1]), let j = Int(parts[3]), (0..<100).contains(i), (0..<100).contains(j) {
+                change("layers.\(i).blocks.\(j).ln_1", "layers.\(i).blocks.\(j).norm")
+                change("layers.\(i).blocks.\(j).self_attention", "layers.\(i).blocks.\(j).op")
+            }
+            change("norm", "classifier.norm")
+            change("head", "classifier.head")
+            return key
+        }
+        dict = try dict.renamingKeys { renamed($0) }
+        for key in dict.keys where linear2dSuffixes.contains(where: { key.hasSuffix($0) }) {
+            let t = dict[key]!
+            if t.rank == 4 && t.shape[2] == 1 && t.shape[3] == 1 {
+                dict.set(t.reshaped([t.shape[0], t.shape[1]]), forKey: key, dtype: dict.dtypes[key] ?? .f32)
+            }
+        }
+        return dict
+    }
+
+    /// Builds the network from an official state dict (already checked against `parameterShapes`).
+    public init(configuration config: ViGHConfiguration, weights: [String: Tensor]) {
+        for s in config.dims.indices {
+            precondition(config.valueDim(s) == config.dims[s],
+                         "GLA2D's local branch reshapes C channels into heads of d_v: needs expand_v = 1")
+        }
+        configuration = config
+        let w = { (key: String) -> Tensor in weights[key]! }
+        let stride = config.patchSize / 2
+        stemConv1 = Conv2d(torchWeight: w("patch_embed.0.weight"), bias: w("patch_embed.0.bias"),
+                           stride: (stride, stride), padding: .symmetric(1))
+        stemNorm1 = LayerNorm(weight: w("patch_embed.2.weight"), bias: w("patch_embed.2.bias"), eps: Self.layerNormEps)
+        stemConv2 = Conv2d(torchWeight: w("patch_embed.5.weight"), bias: w("patch_embed.5.bias"),
+                           stride: (stride, stride), padding: .symmetric(1))
+        stemNorm2 = LayerNorm(weight: w("patch_embed.7.weight"), bias: w("patch_embed.7.bias"), eps: Self.layerNormEps)
+        stages = config.dims.indices.map { s in
+            let blocks = (0..<config.depths[s]).map { j -> Block in
+                let p = "layers.\(s).blocks.\(j)"
+                return Block(norm: LayerNorm(weight: w("\(p).norm.weight"), bias: w("\(p).norm.bias"), eps: Self.layerNormEps),
+                             op: GatedLinearAttention2D(prefix: "\(p).op", weights: weights, heads: config.numHeads[s],
+                                                        keyDim: config.keyDim(s), valueDim: config.valueDim(s),
+                                                        actInConv: config.useActInConv, outAct: config.useOutAct,
+                                                        outputScale: 0.5),
+                             norm2: LayerNorm(weight: w("\(p).norm2.weight"), bias: w("\(p).norm2.bias"), eps: Self.layerNormEps),
+                             fc1: Linear(weight: w("\(p).mlp.fc1.weight"), bias: nil),
+                             fc2: Linear(weight: w("\(p).mlp.fc2.weight"), bias: nil))
+            }
+            guard s + 1 < config.dims.count else { return Stage(blocks: blocks, downsample: nil) }
+            let p = "layers.\(s).downsample"
+            return Stage(blocks: blocks,
+                         downsample: (Conv2d(torchWeight: w("\(p).1.weight"), bias: w("\(p).1.bias"),
+                                             stride: (2, 2), padding: .symmetric(1)),
+                                      LayerNorm(weight: w("\(p).3.weight"), bias: w("\(p).3.bias"), eps: Self.layerNormEps)))
+        }
+        classifierNorm = LayerNorm(weight: w("classifier.norm.weight"), bias: w("classifier.norm.bias"), eps: Self.layerNormEps)
+        head = Linear(weight: w("classifier.head.weight"), bias: w("classifier.head.bias"))
+    }
+
+    /// Logits [N, classes] for NHWC input already normalised as the model expects.
+    public func callAsFunction(_ input: Tensor) -> Tensor {
+        precondition(input.rank == 4 && input.shape[3] == configuration.inChans,
+                     "ViG-H expects NHWC with \(configuration.inChans) channels, got \(input.shape)")
+        var x = stemNorm1(stemConv1(input))
+        Activation.gelu.apply(&x)
+        x = stemNorm2(stemConv2(x))
+        for stage in stages {
+            let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+            var tokens = x.reshaped([n * h * w, c])
+            for block in stage.blocks { tokens = run(block, tokens, images: n, height: h, width: w) }
+            x = tokens.reshaped([n, h, w, c])
+            if let down = stage.downsample { x = down.norm(down.conv(x)) }
+        }
+        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let normed = classifierNorm(x)
+        let pooled = Tensor(uninitialized: [n, c]) { out in
+            normed.data.withUnsafeBufferPointer {
+                RowKernels.meanPool(images: n, pixels: h * w, channels: c, input: $0.baseAddress!, output: out.baseAddress!)
+            }
+        }
+        return head(pooled)
+    }
+
+    /// One VSSBlock on tokens [N·H·W, C] (row-major raster order per image).
+    func run(_ block: Block, _ x: Tensor, images n: Int, height h: Int, width w: Int) -> Tensor {
+        var mixed = block.op(block.norm(x), images: n, height: h, width: w)
+        mixed.add(x)
+        var out = block.fc2(SwiGLU.gated(block.fc1(block.norm2(mixed))))
+        out.add(mixed)
+        return out
+    }
+}
+
+extension ModelRegistry {
+    /// A ViG-H card: torchvision-style ImageNet preprocessing (Resize 256 bicubic, CenterCrop 224,
+    /// ImageNet mean/std, as the official `data/build.py` evaluates).
+    public static func vigHCard(name: String, configuration config: ViGHConfiguration) -> ModelCard {
+        let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "classes\(config.numClasses)", labels: [])
+        return ModelCard(name: name, family: "vig_h", reference: "classification/models/vig_h.py (github.com/hustvl/ViG)",
+                         preprocessing: .imageNet, labels: labels,
+                         parameterShapes: ViGH.parameterShapes(config), ignoredKeySuffixes: [],
+                         build: { ViGH(configuration: config, weights: $0) },
+                         normalizeKeys: { try ViGH.sanitize($0) })
+    }
+}
