@@ -90,15 +90,7 @@ final class HorNetTests: XCTestCase {
         // A fixture that is all zeros or constant would let anything pass.
         XCTAssertGreaterThan(expected.data.map(abs).max() ?? 0, 0.5, "\(name): fixture logits look trivial")
         let input = HorNetRecipe.input(item.inputShape).nchwToNHWC()
-        defer { Parallel.configure(threads: nil) }
-        for count in threads {
-            Parallel.configure(threads: count)
-            let logits = model(input)
-            XCTAssertEqual(logits.shape, expected.shape, name)
-            let error = Tensor.maxRelativeError(logits, expected)
-            print("HorNet parity \(name) (\(count) thread(s)): max relative error \(error)")
-            XCTAssertLessThanOrEqual(error, 1e-4, "\(name), \(count) thread(s): max relative error \(error)")
-        }
+        assertLogitsMatch(model, input: input, expected: expected, name: "HorNet \(name)", threads: threads)
     }
 
     // Reduced configurations: dims [16, 32, 64, 128], depths [1, 1, 2, 1], gnConv orders 2, 3, 4, 5.

@@ -62,15 +62,7 @@ final class ViGHTests: XCTestCase {
         let expected: Tensor = try NPY.read(contentsOf: try Self.fixture(item.logits))
         XCTAssertGreaterThan(expected.data.map(abs).max() ?? 0, 0.25, "\(name): fixture logits look trivial")
         let input = ViGRecipe.input(item.inputShape).nchwToNHWC()
-        defer { Parallel.configure(threads: nil) }
-        for count in threads {
-            Parallel.configure(threads: count)
-            let logits = model(input)
-            XCTAssertEqual(logits.shape, expected.shape, name)
-            let error = Tensor.maxRelativeError(logits, expected)
-            print("ViG-H parity \(name) (\(count) thread(s)): max relative error \(error)")
-            XCTAssertLessThanOrEqual(error, 1e-4, "\(name), \(count) thread(s): max relative error \(error)")
-        }
+        assertLogitsMatch(model, input: input, expected: expected, name: "ViG-H \(name)", threads: threads)
     }
 
     /// Batch 2, 64x64: grids 16x16 (256 tokens, four scan chunks), 8x8, 4x4, 2x2.
@@ -92,15 +84,8 @@ final class ViGHTests: XCTestCase {
         let expected: Tensor = try NPY.read(contentsOf: try Self.fixture(item.logits))
         XCTAssertGreaterThan(expected.data.map(abs).max() ?? 0, 0.5, "fixture logits look trivial")
         let input = ViGRecipe.input(item.inputShape).nchwToNHWC()
-        defer { Parallel.configure(threads: nil) }
-        for count in [1, 2] {
-            Parallel.configure(threads: count)
-            let logits = model(input)
-            XCTAssertEqual(logits.shape, [1, 1000])
-            let error = Tensor.maxRelativeError(logits, expected)
-            print("ViG-H parity vig_h_tiny full size (\(count) thread(s)): max relative error \(error)")
-            XCTAssertLessThanOrEqual(error, 1e-4, "vig_h_tiny full size, \(count) thread(s): max relative error \(error)")
-        }
+        XCTAssertEqual(expected.shape, [1, 1000])
+        assertLogitsMatch(model, input: input, expected: expected, name: "ViG-H vig_h_tiny full size", threads: [1, 2])
     }
 
     /// The parameter list equals the reference's state_dict keys and shapes, in order.

@@ -71,15 +71,7 @@ final class ViGTests: XCTestCase {
         XCTAssertGreaterThan(expected.data.map(abs).max() ?? 0, 0.5, "\(name): fixture logits look trivial")
         let input: Tensor = try NPY.read(contentsOf: try Self.fixture(item.input))
         let nhwc = input.nchwToNHWC()
-        defer { Parallel.configure(threads: nil) }
-        for count in threads {
-            Parallel.configure(threads: count)
-            let logits = model(nhwc)
-            XCTAssertEqual(logits.shape, expected.shape, name)
-            let error = Tensor.maxRelativeError(logits, expected)
-            print("ViG parity \(name) (\(count) thread(s)): max relative error \(error)")
-            XCTAssertLessThanOrEqual(error, 1e-4, "\(name), \(count) thread(s): max relative error \(error)")
-        }
+        assertLogitsMatch(model, input: nhwc, expected: expected, name: "ViG \(name)", threads: threads)
     }
 
     /// ViG-T switches (SiLU after the dwconv and before o_proj), token grid 4x4 = the pos_embed grid, batch 2.
@@ -129,15 +121,8 @@ final class ViGTests: XCTestCase {
         let expected: Tensor = try NPY.read(contentsOf: try Self.fixture(item["logits"] as! String))
         XCTAssertGreaterThan(expected.data.map(abs).max() ?? 0, 0.5, "fixture logits look trivial")
         let input = ViGRecipe.input(item["input_shape"] as! [Int]).nchwToNHWC()
-        defer { Parallel.configure(threads: nil) }
-        for count in [1, 2] {
-            Parallel.configure(threads: count)
-            let logits = model(input)
-            XCTAssertEqual(logits.shape, [1, 1000])
-            let error = Tensor.maxRelativeError(logits, expected)
-            print("ViG parity vig_tiny full size (\(count) thread(s)): max relative error \(error)")
-            XCTAssertLessThanOrEqual(error, 1e-4, "vig_tiny full size, \(count) thread(s): max relative error \(error)")
-        }
+        XCTAssertEqual(expected.shape, [1, 1000])
+        assertLogitsMatch(model, input: input, expected: expected, name: "ViG vig_tiny full size", threads: [1, 2])
     }
 
     /// A checkpoint with a missing, a mis-shaped and an unexpected tensor is rejected with every problem.
