@@ -327,12 +327,7 @@ public struct HorNet: ImageClassifier {
             }
             runStage(stage, &x)
         }
-        let (n, pixels, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
-        let pooled = Tensor(uninitialized: [n, c]) { out in
-            x.data.withUnsafeBufferPointer { RowKernels.meanPool(images: n, pixels: pixels, channels: c,
-                                                                 input: $0.baseAddress!, output: out.baseAddress!) }
-        }
-        return head(norm(pooled))
+        return head(norm(Pooling.globalAverage(x)))
     }
 
     /// The blocks of one stage on x [N, H, W, C], in chunks of whole images.

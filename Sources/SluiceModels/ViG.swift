@@ -217,13 +217,7 @@ public struct ViG: ImageClassifier {
         }
         var tokens = x.reshaped([n * gh * gw, c])
         for block in blocks { tokens = run(block, tokens, images: n, height: gh, width: gw) }
-        tokens = norm(tokens)
-        let pooled = Tensor(uninitialized: [n, c]) { out in
-            tokens.data.withUnsafeBufferPointer {
-                RowKernels.meanPool(images: n, pixels: gh * gw, channels: c, input: $0.baseAddress!, output: out.baseAddress!)
-            }
-        }
-        return head(pooled)
+        return head(Pooling.globalAverage(norm(tokens).reshaped([n, gh, gw, c])))
     }
 
     /// One GLABlock on tokens [N·H·W, C] (row-major raster order per image).

@@ -242,14 +242,7 @@ public struct ViGH: ImageClassifier {
             x = tokens.reshaped([n, h, w, c])
             if let down = stage.downsample { x = down.norm(down.conv(x)) }
         }
-        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let normed = classifierNorm(x)
-        let pooled = Tensor(uninitialized: [n, c]) { out in
-            normed.data.withUnsafeBufferPointer {
-                RowKernels.meanPool(images: n, pixels: h * w, channels: c, input: $0.baseAddress!, output: out.baseAddress!)
-            }
-        }
-        return head(pooled)
+        return head(Pooling.globalAverage(classifierNorm(x)))
     }
 
     /// One VSSBlock on tokens [N·H·W, C] (row-major raster order per image).

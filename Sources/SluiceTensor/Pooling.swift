@@ -3,21 +3,11 @@ public enum Pooling {
     public static func globalAverage(_ x: Tensor) -> Tensor {
         precondition(x.rank == 4, "global average pool expects NHWC, got \(x.shape)")
         let (n, pixels, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
-        var out = Tensor(zeros: [n, c])
-        x.data.withUnsafeBufferPointer { xp in
-            out.data.withUnsafeMutableBufferPointer { op in
-                for image in 0..<n {
-                    let dst = op.baseAddress! + image * c
-                    for p in 0..<pixels {
-                        let src = xp.baseAddress! + (image * pixels + p) * c
-                        for ch in 0..<c { dst[ch] += src[ch] }
-                    }
-                    let inv = 1 / Float(pixels)
-                    for ch in 0..<c { dst[ch] *= inv }
-                }
+        return Tensor(uninitialized: [n, c]) { out in
+            x.data.withUnsafeBufferPointer {
+                RowKernels.meanPool(images: n, pixels: pixels, channels: c, input: $0.baseAddress!, output: out.baseAddress!)
             }
         }
-        return out
     }
 
     public enum Kind: Sendable { case max, average(countIncludePad: Bool) }
