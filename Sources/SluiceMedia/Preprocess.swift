@@ -37,6 +37,11 @@ extension RGBImage {
     /// The size torchvision's `Resize(size)` gives this image: the shorter side becomes `size`, the longer
     /// `int(size * long / short)` (truncated).
     public func shorterSideSize(_ size: Int) -> (width: Int, height: Int) {
+        Self.shorterSideSize(width: width, height: height, size)
+    }
+
+    /// The same for any width × height (a video frame before it is decoded).
+    public static func shorterSideSize(width: Int, height: Int, _ size: Int) -> (width: Int, height: Int) {
         precondition(size > 0, "resize target \(size)")
         let short = min(width, height), long = max(width, height)
         let newLong = Int(Double(size * long) / Double(short))

@@ -77,6 +77,9 @@ public enum VideoOutputSize: Sendable, Equatable {
     case native
     /// Scaled straight to this size by libswscale (the size of the upright frame).
     case size(width: Int, height: Int)
+    /// Scaled by libswscale so that the upright frame's shorter side is this long, the longer side as
+    /// torchvision's `Resize(size)` computes it (`RGBImage.shorterSideSize`).
+    case shorterSide(Int)
     /// Decode only: frames carry index/pts/keyframe and a 0x0 image (counting, timing, benchmarks of decode).
     case none
 }
@@ -229,6 +232,9 @@ public final class VideoReader {
         if options.threads < 1 { throw .invalidArgument(file: path, detail: "threads must be ≥ 1, got \(options.threads)") }
         if case .size(let w, let h) = options.size, w < 1 || h < 1 {
             throw .invalidArgument(file: path, detail: "output size must be positive, got \(w)x\(h)")
+        }
+        if case .shorterSide(let side) = options.size, side < 1 {
+            throw .invalidArgument(file: path, detail: "shorter side must be positive, got \(side)")
         }
         if !path.contains("://") {
             var info = stat()
@@ -490,6 +496,9 @@ public final class VideoReader {
         switch options.size {
         case .none: return RGBImage(width: 0, height: 0, pixels: [])
         case .native: (outWidth, outHeight) = turned ? (sourceHeight, sourceWidth) : (sourceWidth, sourceHeight)
+        case .shorterSide(let side):
+            (outWidth, outHeight) = RGBImage.shorterSideSize(width: turned ? sourceHeight : sourceWidth,
+                                                             height: turned ? sourceWidth : sourceHeight, side)
         case .size(let w, let h): (outWidth, outHeight) = (w, h)
         }
         // Scale to the pre-rotation size, then turn.

@@ -19,7 +19,20 @@ struct ImageLoader: Sendable {
     func load(path: String, into slot: UnsafeMutablePointer<Float>) throws {
         let image = try decoder.decode(contentsOf: URL(fileURLWithPath: path))
             .resizeShorterSide(to: preprocessing.resizeShorterSide, filter: filter)
-            .centerCrop(preprocessing.cropSize)
+        writeInput(from: image, into: slot)
+    }
+
+    /// The last steps, for an image already resized (a video frame scaled by the reader): center crop and
+    /// normalise into the slot.
+    func writeInput(from resized: RGBImage, into slot: UnsafeMutablePointer<Float>) {
+        let image = resized.centerCrop(preprocessing.cropSize)
         image.writeNormalized(into: UnsafeMutableBufferPointer(start: slot, count: image.pixels.count), normalization)
+    }
+
+    /// How a video reader should scale frames for this model: shorter side to the resize size, with the
+    /// matching swscale filter.
+    var videoOptions: VideoReaderOptions {
+        VideoReaderOptions(size: .shorterSide(preprocessing.resizeShorterSide), threads: 2,
+                           scaling: preprocessing.interpolation == .bicubic ? .bicubic : .bilinear)
     }
 }

@@ -112,8 +112,8 @@ public final class PipelineExecutor {
 
         // Decoders: take the next admitted item, decode its frames into slots, queue them for the model.
         let decoding = DispatchGroup()
-        let decoder = FrameDecoder(items: items, media: media, loader: loader, preprocessing: card.preprocessing,
-                                   slots: slots, frames: frames, reports: reports, admission: admission)
+        let decoder = FrameDecoder(items: items, media: media, loader: loader, slots: slots, frames: frames,
+                                   reports: reports, admission: admission)
         for worker in 0..<decoderCount {
             decoding.enter()
             let thread = Thread {
@@ -152,7 +152,7 @@ public final class PipelineExecutor {
                 entry.expected = frameCount; entry.error = error; entry.cancelled = cancelled
                 assembly[item] = entry
             }
-            while !halted, writeError == nil, let entry = assembly[nextToWrite], entry.isComplete {
+            while !halted, let entry = assembly[nextToWrite], entry.isComplete {
                 assembly[nextToWrite] = nil
                 if entry.cancelled { halted = true; break }
                 var records = entry.records
@@ -160,7 +160,13 @@ public final class PipelineExecutor {
                     records.append(ResultRecord(source: items[nextToWrite].path, model: card.name, error: error))
                     summary.failures += 1
                 }
-                do { try sink.write(item: nextToWrite, records: records) } catch { writeError = error; break }
+                do {
+                    try sink.write(item: nextToWrite, records: records)
+                } catch {
+                    // Keep draining the graph so every thread finishes, but write nothing more.
+                    writeError = error; halted = true; admission.stop()
+                    break
+                }
                 nextToWrite += 1
                 summary.items += 1
                 admission.written(nextToWrite)
@@ -169,10 +175,6 @@ public final class PipelineExecutor {
                     summary.stopped = true
                     admission.stop()
                 }
-            }
-            if writeError != nil && !halted {
-                halted = true
-                admission.stop()
             }
         }
         modelDone.wait()
@@ -280,15 +282,14 @@ private final class FrameDecoder: @unchecked Sendable {
     let items: [InputItem]
     let media: MediaKind
     let loader: ImageLoader
-    let preprocessing: Preprocessing
     let slots: SlotPool
     let frames: BoundedQueue<DecodedFrame>
     let reports: BoundedQueue<Report>
     let admission: Admission
 
-    init(items: [InputItem], media: MediaKind, loader: ImageLoader, preprocessing: Preprocessing, slots: SlotPool,
+    init(items: [InputItem], media: MediaKind, loader: ImageLoader, slots: SlotPool,
          frames: BoundedQueue<DecodedFrame>, reports: BoundedQueue<Report>, admission: Admission) {
-        self.items = items; self.media = media; self.loader = loader; self.preprocessing = preprocessing
+        self.items = items; self.media = media; self.loader = loader
         self.slots = slots; self.frames = frames; self.reports = reports; self.admission = admission
     }
 
@@ -321,25 +322,13 @@ private final class FrameDecoder: @unchecked Sendable {
     /// then the center crop is normalised into a slot. Frames decoded before a mid-stream failure are kept
     /// and the item ends with the error (reported as partial).
     private func decodeVideo(_ index: Int, path: String, sampling: VideoSampling) {
-        let info: VideoInfo
-        do {
-            info = try VideoReader(path: path, options: VideoReaderOptions(size: .none, threads: 1)).info
-        } catch {
-            reports.push(.end(item: index, frames: 0, error: "\(error)", cancelled: false))
-            return
-        }
-        let (width, height) = Self.scaledSize(width: info.displayWidth, height: info.displayHeight,
-                                              shorterSide: preprocessing.resizeShorterSide)
         let reader: VideoReader
         do {
-            reader = try VideoReader(path: path, options: VideoReaderOptions(
-                size: .size(width: width, height: height), threads: 2,
-                scaling: preprocessing.interpolation == .bicubic ? .bicubic : .bilinear))
+            reader = try VideoReader(path: path, options: loader.videoOptions)
         } catch {
             reports.push(.end(item: index, frames: 0, error: "\(error)", cancelled: false))
             return
         }
-        let normalization = PixelNormalization(mean: preprocessing.mean, std: preprocessing.std)
         var count = 0
         for frame in reader.frames(sampling) {
             if admission.isStopping {
@@ -347,20 +336,11 @@ private final class FrameDecoder: @unchecked Sendable {
                 return
             }
             let slot = slots.acquire()
-            frame.image.centerCrop(preprocessing.cropSize)
-                .writeNormalized(into: UnsafeMutableBufferPointer(start: slots.pointer(slot), count: slots.size), normalization)
+            loader.writeInput(from: frame.image, into: slots.pointer(slot))
             frames.push(DecodedFrame(item: index, frameIndex: frame.index, pts: frame.pts, slot: slot))
             count += 1
         }
         reports.push(.end(item: index, frames: count, error: reader.finalError.map { "\($0)" }, cancelled: false))
-    }
-
-    /// The frame size whose shorter side is `shorterSide`, as torchvision's Resize computes it.
-    static func scaledSize(width: Int, height: Int, shorterSide: Int) -> (Int, Int) {
-        let short = min(width, height), long = max(width, height)
-        guard short > 0 else { return (shorterSide, shorterSide) }
-        let newLong = Int(Double(shorterSide * long) / Double(short))
-        return width <= height ? (shorterSide, newLong) : (newLong, shorterSide)
     }
 }
 

@@ -69,13 +69,14 @@ struct Classify: ParsableCommand {
         }
         let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
                                         options: .init(maxBatch: batch, maxWait: definition.model.maxWait))
+        let unit = fps == nil ? "images" : "videos"
         let summary = try executor.run(items, media: definition.source.media, sink: sink,
-                                       progress: ProgressReporter(total: items.count, label: fps == nil ? "images" : "videos"))
+                                       progress: ProgressReporter(total: items.count, label: unit))
         try sink.close()
         let frames = fps == nil ? "" : String(format: " (%d frames, %.1f frames/s)", summary.frames, summary.framesPerSecond)
         let line = String(format: "classified %d %@ with %@: %d failed, %.1f %@/s%@ (%d threads)\n",
-                          summary.items, fps == nil ? "images" : "videos", card.name, summary.failures,
-                          summary.itemsPerSecond, fps == nil ? "images" : "videos", frames, Parallel.threads)
+                          summary.items, unit, card.name, summary.failures, summary.itemsPerSecond, unit, frames,
+                          Parallel.threads)
         FileHandle.standardError.write(Data(line.utf8))
         if strict && summary.failures > 0 { throw ExitCode(2) }
     }

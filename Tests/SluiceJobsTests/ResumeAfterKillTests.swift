@@ -7,23 +7,18 @@ import SluiceTensor
 /// `sluice run` killed with SIGKILL at random points and run again ends with exactly one record per
 /// image, each equal to an uninterrupted run's.
 final class ResumeAfterKillTests: XCTestCase {
-    var repository: URL { JobsCLI.repository }
-    func weights() throws -> String { try JobsCLI.weights() }
-    func start(_ arguments: [String], home: URL) throws -> Process { try JobsCLI.start(arguments, home: home) }
-    func records(_ path: URL) throws -> [ResultRecord] { try JobsCLI.records(path) }
-
     func testKilledRunsResumeToExactlyOneRecordPerImage() throws {
-        let weights = try weights()
+        let weights = try JobsCLI.weights()
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-resume-\(UUID().uuidString)")
         let images = root.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
-        let photos = try FileManager.default.contentsOfDirectory(atPath: repository.appendingPathComponent("assets/images").path).sorted()
+        let photos = try FileManager.default.contentsOfDirectory(atPath: JobsCLI.repository.appendingPathComponent("assets/images").path).sorted()
         for i in 0..<500 {
             let photo = photos[i % photos.count]
             try FileManager.default.createSymbolicLink(
                 atPath: images.appendingPathComponent(String(format: "%03d_%@", i, photo)).path,
-                withDestinationPath: repository.appendingPathComponent("assets/images/\(photo)").path)
+                withDestinationPath: JobsCLI.repository.appendingPathComponent("assets/images/\(photo)").path)
         }
         func pipeline(_ name: String) throws -> URL {
             let url = root.appendingPathComponent("\(name).yaml")
@@ -41,10 +36,10 @@ final class ResumeAfterKillTests: XCTestCase {
         }
         let home = root.appendingPathComponent("home")
 
-        let reference = try start(["run", try pipeline("uninterrupted").path], home: home)
+        let reference = try JobsCLI.start(["run", try pipeline("uninterrupted").path], home: home)
         reference.waitUntilExit()
         XCTAssertEqual(reference.terminationStatus, 0)
-        let expected = try records(root.appendingPathComponent("out/uninterrupted.jsonl"))
+        let expected = try JobsCLI.records(root.appendingPathComponent("out/uninterrupted.jsonl"))
         XCTAssertEqual(expected.count, 500)
 
         let killed = try pipeline("killed")
@@ -57,7 +52,7 @@ final class ResumeAfterKillTests: XCTestCase {
         let store = try JobStore(path: storePath)
         for attempt in 0..<3 {
             let target = done + Int.random(in: 8...120, using: &generator)
-            let run = try start(["run", killed.path], home: home)
+            let run = try JobsCLI.start(["run", killed.path], home: home)
             let deadline = Date().addingTimeInterval(120)
             while run.isRunning && Date() < deadline {
                 if let job = try? store.jobs().first(where: { $0.name == "killed" }), let progress = try? store.progress(job: job.id), progress.done >= target {
@@ -76,10 +71,10 @@ final class ResumeAfterKillTests: XCTestCase {
         let before = try store.progress(job: job.id)
         XCTAssertLessThan(before.done, 500, "the kills interrupted the job")
 
-        let final = try start(["run", killed.path], home: home)
+        let final = try JobsCLI.start(["run", killed.path], home: home)
         final.waitUntilExit()
         XCTAssertEqual(final.terminationStatus, 0)
-        let resumed = try records(root.appendingPathComponent("out/killed.jsonl"))
+        let resumed = try JobsCLI.records(root.appendingPathComponent("out/killed.jsonl"))
         XCTAssertEqual(resumed.map(\.source), expected.map(\.source), "one record per image, in input order")
         XCTAssertEqual(Set(resumed.map(\.source)).count, 500)
         for (got, want) in zip(resumed, expected) {
