@@ -167,7 +167,9 @@ public struct ConvGeometry: Sendable {
 
 public enum ConvKernels {
     /// Convolution as GEMM: a 1x1 stride-1 convolution multiplies the input directly; anything else
-    /// gathers patches (im2col, rows ordered ky, kx, channel to match OHWI weights) one image at a time.
+    /// gathers patches (im2col, rows ordered ky, kx, channel to match OHWI weights) a strip of output
+    /// rows at a time, each strip's patches small enough to stay in L2 for its GEMM, strips split
+    /// across threads (each strip's GEMM then runs on its own thread).
     public static func gemmConv(_ g: ConvGeometry, groups: Int, input: UnsafePointer<Float>,
                                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: Activation,
                                 output: UnsafeMutablePointer<Float>) {
@@ -184,46 +186,89 @@ public enum ConvKernels {
             }
             return
         }
-        let columns = UnsafeMutablePointer<Float>.allocate(capacity: pixelsOut * patch)
-        defer { columns.deallocate() }
-        for image in 0..<g.batch {
-            let imageIn = input + image * g.inHeight * g.inWidth * g.inChannels
-            let imageOut = output + image * pixelsOut * g.outChannels
-            for group in 0..<groups {
-                im2col(g, input: imageIn, channelOffset: group * inPerGroup, channels: inPerGroup, columns: columns)
-                BLAS.gemm(m: pixelsOut, n: outPerGroup, k: patch, a: columns, lda: patch,
-                          b: weight + group * outPerGroup * patch, ldb: patch,
-                          c: imageOut + group * outPerGroup, ldc: g.outChannels,
-                          epilogue: .bias(bias.map { $0 + group * outPerGroup }, activation: activation))
+        // ~128 KiB of patches per strip (at least 16 GEMM rows), and a multiple of the thread count of
+        // strips per image where there are rows enough, so no thread idles while another ends its last.
+        let threads = Parallel.threads, rowsForCache = max(1, max(16, 32768 / patch) / g.outWidth)
+        let fewestStrips = (g.outHeight + rowsForCache - 1) / rowsForCache
+        let targetStrips = min(g.outHeight, (fewestStrips + threads - 1) / threads * threads)
+        let stripRows = (g.outHeight + targetStrips - 1) / targetStrips
+        let stripsPerImage = (g.outHeight + stripRows - 1) / stripRows
+        let strips = g.batch * stripsPerImage
+        let box = UnsafeSendable((input, weight, bias, output))
+        Parallel.forEachChunk(strips) { range in
+            let (input, weight, bias, output) = box.value
+            // One patch buffer per thread and call (a heap block: the mmap threshold is raised).
+            let columns = UnsafeMutablePointer<Float>.allocate(capacity: stripRows * g.outWidth * patch)
+            defer { columns.deallocate() }
+            for strip in range {
+                let image = strip / stripsPerImage
+                let rows = (strip % stripsPerImage) * stripRows ..< min(g.outHeight, (strip % stripsPerImage + 1) * stripRows)
+                let imageIn = input + image * g.inHeight * g.inWidth * g.inChannels
+                let stripOut = output + (image * pixelsOut + rows.lowerBound * g.outWidth) * g.outChannels
+                for group in 0..<groups {
+                    im2col(g, input: imageIn, rows: rows, channelOffset: group * inPerGroup, channels: inPerGroup,
+                           columns: columns)
+                    BLAS.gemm(m: rows.count * g.outWidth, n: outPerGroup, k: patch, a: columns, lda: patch,
+                              b: weight + group * outPerGroup * patch, ldb: patch,
+                              c: stripOut + group * outPerGroup, ldc: g.outChannels,
+                              epilogue: .bias(bias.map { $0 + group * outPerGroup }, activation: activation))
+                }
             }
         }
     }
 
-    static func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, channelOffset: Int, channels: Int,
-                       columns: UnsafeMutablePointer<Float>) {
+    /// The patches of output rows `rows` of one image, one row of `columns` per output pixel. Along x
+    /// the taps inside the image are one contiguous run of input (when undilated), copied at once.
+    static func im2col(_ g: ConvGeometry, input: UnsafePointer<Float>, rows: Range<Int>, channelOffset: Int,
+                       channels: Int, columns: UnsafeMutablePointer<Float>) {
         let patch = g.kernelH * g.kernelW * channels
-        let inBox = UnsafeSendable(input), colBox = UnsafeSendable(columns)
-        Parallel.forEachChunk(g.outHeight, minChunk: 4) { rows in
-            let input = inBox.value, columns = colBox.value
-            for oy in rows {
-                for ox in 0..<g.outWidth {
-                    var dst = columns + (oy * g.outWidth + ox) * patch
-                    for ky in 0..<g.kernelH {
-                        let iy = oy * g.strideH - g.padTop + ky * g.dilationH
-                        for kx in 0..<g.kernelW {
-                            let ix = ox * g.strideW - g.padLeft + kx * g.dilationW
-                            if iy < 0 || iy >= g.inHeight || ix < 0 || ix >= g.inWidth {
-                                dst.update(repeating: 0, count: channels)
-                            } else {
-                                dst.update(from: input + (iy * g.inWidth + ix) * g.inChannels + channelOffset,
-                                           count: channels)
-                            }
+        let contiguous = g.dilationW == 1 && channels == g.inChannels
+        var dst = columns
+        for oy in rows {
+            for ox in 0..<g.outWidth {
+                let ix0 = ox * g.strideW - g.padLeft
+                let kxLo = ix0 >= 0 ? 0 : min(g.kernelW, (-ix0 + g.dilationW - 1) / g.dilationW)
+                let kxHi = ix0 > g.inWidth - 1 ? kxLo : max(kxLo, min(g.kernelW, (g.inWidth - 1 - ix0) / g.dilationW + 1))
+                for ky in 0..<g.kernelH {
+                    let iy = oy * g.strideH - g.padTop + ky * g.dilationH
+                    if iy < 0 || iy >= g.inHeight || kxLo == kxHi {
+                        for i in 0..<(g.kernelW * channels) { dst[i] = 0 }
+                        dst += g.kernelW * channels
+                        continue
+                    }
+                    for i in 0..<(kxLo * channels) { dst[i] = 0 }
+                    dst += kxLo * channels
+                    let rowIn = input + iy * g.inWidth * g.inChannels + channelOffset
+                    if contiguous {
+                        let count = (kxHi - kxLo) * channels
+                        copyShort(dst, rowIn + (ix0 + kxLo) * g.inChannels, count)
+                        dst += count
+                    } else {
+                        for kx in kxLo..<kxHi {
+                            let src = rowIn + (ix0 + kx * g.dilationW) * g.inChannels
+                            copyShort(dst, src, channels)
                             dst += channels
                         }
                     }
+                    for i in 0..<((g.kernelW - kxHi) * channels) { dst[i] = 0 }
+                    dst += (g.kernelW - kxHi) * channels
                 }
             }
         }
+        assert(dst == columns + rows.count * g.outWidth * patch)
+    }
+
+    /// Copies a short run of floats (a few taps' channels) in SIMD8 pieces; memmove's call costs more
+    /// than the copy at these sizes.
+    @inline(__always)
+    static func copyShort(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 8 <= count {
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self),
+                                                        as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count { dst[i] = src[i]; i += 1 }
     }
 
     /// Direct depthwise convolution (one filter per channel), with the bias and activation fused.

@@ -1,4 +1,3 @@
-import Dispatch
 import COpenBLAS
 
 /// Carries a value (typically a raw pointer into a buffer that worker threads write disjoint parts of)
@@ -13,6 +12,7 @@ public struct UnsafeSendable<Value>: @unchecked Sendable {
 public enum Parallel {
     nonisolated(unsafe) private static var configuredThreads = 1
     nonisolated(unsafe) private static var initialised = false
+    nonisolated(unsafe) private static var pool: WorkerPool?
 
     /// Number of worker threads the kernels use (default: all cores, or SLUICE_THREADS).
     public static var threads: Int {
@@ -28,6 +28,10 @@ public enum Parallel {
         if count <= 0 { count = max(1, activeProcessorCount()) }
         configuredThreads = count
         initialised = true
+        if pool?.workerCount != count - 1 {
+            pool?.stop()
+            pool = count > 1 ? WorkerPool(workerCount: count - 1) : nil
+        }
         Memory.keepLargeBlocks
         // Sluice splits GEMMs into tiles across its own threads (BLAS.gemm with an epilogue), so
         // OpenBLAS runs each tile single-threaded instead of spinning up its own pool.
@@ -40,10 +44,13 @@ public enum Parallel {
                                     _ body: @Sendable (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let workers = min(threads, max(1, count / max(1, minChunk)))
-        if workers <= 1 { body(0..<count); return }
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        // A loop started from inside another (or while another thread's loop runs) goes serially.
+        guard workers > 1, let pool, pool.run(parts: workers, { worker in
             let start = count * worker / workers, end = count * (worker + 1) / workers
             if start < end { body(start..<end) }
+        }) else {
+            body(0..<count)
+            return
         }
     }
 }

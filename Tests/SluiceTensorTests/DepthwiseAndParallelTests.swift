@@ -34,7 +34,76 @@ func naiveDepthwise(_ x: Tensor, weight: Tensor, bias: Tensor?, kernel: (Int, In
     return out
 }
 
+/// A plain NHWC grouped convolution in double precision (torch weight [O, I/groups, kh, kw]).
+func naiveConv(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), dilation: (Int, Int),
+               padding: Padding2D, groups: Int) -> Tensor {
+    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (o, ig, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+    let oh = (h + padding.top + padding.bottom - dilation.0 * (kh - 1) - 1) / stride.0 + 1
+    let ow = (w + padding.left + padding.right - dilation.1 * (kw - 1) - 1) / stride.1 + 1
+    let og = o / groups
+    var out = Tensor(zeros: [n, oh, ow, o])
+    for image in 0..<n {
+        for oy in 0..<oh {
+            for ox in 0..<ow {
+                for oc in 0..<o {
+                    var sum = Double(bias?.data[oc] ?? 0)
+                    let group = oc / og
+                    for ky in 0..<kh {
+                        let iy = oy * stride.0 - padding.top + ky * dilation.0
+                        guard iy >= 0 && iy < h else { continue }
+                        for kx in 0..<kw {
+                            let ix = ox * stride.1 - padding.left + kx * dilation.1
+                            guard ix >= 0 && ix < w else { continue }
+                            for i in 0..<ig {
+                                sum += Double(x.data[((image * h + iy) * w + ix) * c + group * ig + i])
+                                    * Double(weight.data[((oc * ig + i) * kh + ky) * kw + kx])
+                            }
+                        }
+                    }
+                    out.data[((image * oh + oy) * ow + ox) * o + oc] = Float(sum)
+                }
+            }
+        }
+    }
+    return out
+}
+
 final class DepthwiseAndParallelTests: XCTestCase {
+    /// The im2col path gathers patches a strip of output rows at a time (~32k patch values); these
+    /// geometries have two to three strips per image (and strips split across threads), so strip edges, padding rows at the top and
+    /// bottom, groups and dilation all cross a strip boundary somewhere.
+    func testIm2colConvolutionInStripsMatchesNaiveLoop() {
+        let previous = Parallel.threads
+        defer { Parallel.configure(threads: previous) }
+        let geometries: [(c: Int, o: Int, k: (Int, Int), s: (Int, Int), d: (Int, Int), p: Padding2D, g: Int, h: Int, w: Int)] = [
+            (3, 8, (3, 3), (2, 2), (1, 1), .init(top: 0, left: 0, bottom: 1, right: 1), 1, 121, 81), // TF-SAME stem
+            (6, 12, (3, 3), (1, 1), (1, 1), .symmetric(1), 2, 100, 30),
+            (4, 5, (3, 5), (1, 2), (2, 1), .init(top: 3, left: 1, bottom: 2, right: 4), 1, 50, 41),
+            (8, 8, (4, 4), (4, 4), (1, 1), .zero, 4, 200, 200),                                       // patchify
+        ]
+        for (index, g) in geometries.enumerated() {
+            let x = randomTensor([3, g.h, g.w, g.c], seed: UInt64(300 + index))
+            let weight = randomTensor([g.o, g.c / g.g, g.k.0, g.k.1], seed: UInt64(400 + index), scale: 0.5)
+            let bias = randomTensor([g.o], seed: UInt64(500 + index))
+            let conv = Conv2d(torchWeight: weight, bias: bias, stride: g.s, padding: g.p, dilation: g.d, groups: g.g)
+            let expected = naiveConv(x, weight: weight, bias: bias, stride: g.s, dilation: g.d, padding: g.p, groups: g.g)
+            for threads in [1, 2] {
+                Parallel.configure(threads: threads)
+                let y = conv(x)
+                XCTAssertEqual(y.shape, expected.shape, "geometry \(index)")
+                guard y.shape == expected.shape else { continue }
+                let error = Tensor.maxRelativeError(y, expected)
+                print("[parity] im2col strips, geometry \(index), \(threads) thread(s): max relative error \(error)")
+                XCTAssertLessThanOrEqual(error, 1e-5, "geometry \(index), \(threads) thread(s)")
+                var separate = y
+                Activation.relu6.apply(&separate)
+                XCTAssertLessThanOrEqual(Tensor.maxRelativeError(conv(x, activation: .relu6), separate), 1e-6,
+                                         "geometry \(index): fused relu6")
+            }
+        }
+    }
+
     /// The depthwise kernel against the naive loop over many stride/padding/dilation/channel combinations.
     func testDepthwiseMatchesNaiveLoopAcrossGeometries() {
         var seed: UInt64 = 7
