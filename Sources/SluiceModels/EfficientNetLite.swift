@@ -6,6 +6,7 @@
 // Lite differs from B0 by ReLU6 instead of swish, no squeeze-excitation, and a stem and head that are
 // not scaled with the width multiplier. Every BatchNorm is folded into its convolution at load time.
 
+import Dispatch
 import SluiceTensor
 
 public struct EfficientNetLiteConfiguration: Codable, Sendable, Equatable {
@@ -72,20 +73,33 @@ public struct EfficientNetLiteConfiguration: Codable, Sendable, Equatable {
     var headChannels: Int { 1280 }
 }
 
-public struct EfficientNetLite: ImageClassifier {
+public struct EfficientNetLite: LayerTimedClassifier {
     struct MBConvBlock {
         var expandConv: Conv2d?
         var depthwiseConv: Conv2d
         var projectConv: Conv2d
         var residual: Bool
 
-        func callAsFunction(_ inputs: Tensor) -> Tensor {
+        func callAsFunction(_ inputs: Tensor, _ prefix: String, _ timed: LayerTimer) -> Tensor {
             var x = inputs
-            if let expandConv { x = expandConv(x, activation: .relu6) }
-            x = depthwiseConv(x, activation: .relu6)
-            x = projectConv(x)
+            if let expandConv { x = timed("\(prefix)._expand_conv") { expandConv(x, activation: .relu6) } }
+            x = timed("\(prefix)._depthwise_conv") { depthwiseConv(x, activation: .relu6) }
+            x = timed("\(prefix)._project_conv") { projectConv(x) }
             if residual { x.add(inputs) }
             return x
+        }
+    }
+
+    /// Runs a layer, and reports its wall time when someone asked for it.
+    struct LayerTimer {
+        var report: ((String, Double) -> Void)?
+        @inline(__always)
+        func callAsFunction(_ layer: @autoclosure () -> String, _ body: () -> Tensor) -> Tensor {
+            guard let report else { return body() }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let result = body()
+            report(layer(), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            return result
         }
     }
 
@@ -176,23 +190,32 @@ public struct EfficientNetLite: ImageClassifier {
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects.
     public func callAsFunction(_ input: Tensor) -> Tensor {
+        forward(input, LayerTimer(report: nil))
+    }
+
+    public func callAsFunction(_ input: Tensor, layerTime: (_ layer: String, _ milliseconds: Double) -> Void) -> Tensor {
+        withoutActuallyEscaping(layerTime) { forward(input, LayerTimer(report: $0)) }
+    }
+
+    func forward(_ input: Tensor, _ timed: LayerTimer) -> Tensor {
         // Large feature maps go one image at a time, so each layer's activations stay in cache (a
         // batch of 8 at 112x112 spills them); once maps are small (<= 16x16) the batch runs together,
         // so each layer's weights are packed for the GEMM once per batch instead of once per image.
-        var remaining = blocks[...]
+        var remaining = blocks.indices[...]
         let early = input.splitBatch().map { image -> Tensor in
-            var x = convStem(image, activation: .relu6)
-            var rest = blocks[...]
-            while let block = rest.first, x.shape[1] * x.shape[2] > 256 {
-                x = block(x)
+            var x = timed("_conv_stem") { convStem(image, activation: .relu6) }
+            var rest = blocks.indices[...]
+            while let index = rest.first, x.shape[1] * x.shape[2] > 256 {
+                x = blocks[index](x, "_blocks.\(index)", timed)
                 rest = rest.dropFirst()
             }
             remaining = rest
             return x
         }
         var x = Tensor(concatenatingBatch: early)
-        for block in remaining { x = block(x) }
-        x = convHead(x, activation: .relu6)
-        return fc(Pooling.globalAverage(x))
+        for index in remaining { x = blocks[index](x, "_blocks.\(index)", timed) }
+        x = timed("_conv_head") { convHead(x, activation: .relu6) }
+        let pooled = timed("_avg_pooling") { Pooling.globalAverage(x) }
+        return timed("_fc") { fc(pooled) }
     }
 }

@@ -8,6 +8,12 @@ public protocol ImageClassifier: Sendable {
     func callAsFunction(_ input: Tensor) -> Tensor
 }
 
+/// A classifier that can report the wall time of each layer of a forward pass (`sluice benchmark
+/// --layers`), under the official module names so they line up with other engines' profiles.
+public protocol LayerTimedClassifier: ImageClassifier {
+    func callAsFunction(_ input: Tensor, layerTime: (_ layer: String, _ milliseconds: Double) -> Void) -> Tensor
+}
+
 /// How an image becomes the model's input tensor (torchvision-style: resize the shorter side, center
 /// crop, normalise per channel on the 0…255 scale).
 public struct Preprocessing: Codable, Sendable, Equatable {

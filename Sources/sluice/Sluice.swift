@@ -338,6 +338,8 @@ struct Benchmark: ParsableCommand {
     @Option(help: "Images per forward pass.") var batch = 1
     @Option(help: "Minimum seconds to measure.") var seconds = 3.0
     @Option(help: "Input side in pixels (default: the model's crop size).") var size: Int?
+    @Flag(help: "Print each layer's median wall time inside the forward pass instead (one JSON line per layer; models that report layers only).")
+    var layers = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -349,6 +351,30 @@ struct Benchmark: ParsableCommand {
         let input = Tensor(shape: [batch, side, side, 3],
                            data: (0..<(batch * side * side * 3)).map { _ in Float.random(in: -1...1, using: &generator) })
         _ = classifier(input)  // warm-up
+        if layers {
+            guard let timed = classifier as? any LayerTimedClassifier else {
+                throw ValidationError("\(model) does not report per-layer times")
+            }
+            // A layer that runs once per image (the early ones at batch > 1) counts with its sum.
+            var order: [String] = [], times: [String: [Double]] = [:]
+            let start = Date()
+            var passes = 0
+            while passes < 5 || Date().timeIntervalSince(start) < seconds {
+                var pass: [String: Double] = [:]
+                _ = timed(input) { layer, ms in
+                    if passes == 0 && pass[layer] == nil { order.append(layer) }
+                    pass[layer, default: 0] += ms
+                }
+                for (layer, ms) in pass { times[layer, default: []].append(ms) }
+                passes += 1
+            }
+            for layer in order {
+                let values = times[layer]!
+                print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"layer\": \"%@\", \"ms_median\": %.4f}",
+                             Parallel.threads, batch, layer, values.sorted()[values.count / 2]))
+            }
+            return
+        }
         // Each pass is timed too: the median pass is steadier than the mean on these shared VMs, where
         // a neighbour's burst can slow a few passes by half.
         var passes: [Double] = []

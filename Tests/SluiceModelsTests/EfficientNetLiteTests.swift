@@ -52,6 +52,27 @@ final class EfficientNetLiteTests: XCTestCase {
         XCTAssertEqual(card.labels.label(top[0]).isEmpty, false)
     }
 
+    /// `sluice benchmark --layers`: the timed forward pass gives the plain one's logits and names every
+    /// convolution of the official module tree once per image (the early blocks run per image).
+    func testLayerTimedForwardNamesEveryConvolutionAndKeepsTheLogits() throws {
+        let card = try ModelRegistry.card(named: "efficientnet_lite0")
+        let model = try XCTUnwrap(try card.makeClassifier(weights: Checkpoint.load(try realWeights()).tensors)
+                                  as? any LayerTimedClassifier)
+        let input = try NPY.read(contentsOf: Self.fixtures.appendingPathComponent("input.npy")).nchwToNHWC()
+        var layers: [String: Int] = [:]
+        let timed = model(input) { layer, milliseconds in
+            XCTAssertGreaterThanOrEqual(milliseconds, 0)
+            layers[layer, default: 0] += 1
+        }
+        XCTAssertEqual(timed, model(input))
+        let convolutions = Set(card.parameterShapes.map(\.0).filter { $0.hasSuffix("_conv.weight") || $0.hasPrefix("_conv_") }
+            .map { String($0.dropLast(".weight".count)) })
+        XCTAssertEqual(Set(layers.keys), convolutions.union(["_avg_pooling", "_fc"]))
+        XCTAssertEqual(layers["_conv_stem"], 2, "stem once per image")
+        XCTAssertEqual(layers["_blocks.15._project_conv"], 1, "late blocks once per batch")
+        XCTAssertEqual(layers["_fc"], 1)
+    }
+
     func testParameterListMatchesOfficialCheckpoint() throws {
         let card = try ModelRegistry.card(named: "efficientnet_lite0")
         let weights = try Checkpoint.load(try realWeights())
