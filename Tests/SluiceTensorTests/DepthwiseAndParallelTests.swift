@@ -2,39 +2,9 @@ import Foundation
 import XCTest
 import SluiceTensor
 
-/// A plain NHWC depthwise convolution in double precision: the oracle for geometries the PyTorch fixtures
-/// do not enumerate (asymmetric padding, strides 1-3, dilation, odd channel counts).
-func naiveDepthwise(_ x: Tensor, weight: Tensor, bias: Tensor?, kernel: (Int, Int), stride: (Int, Int),
-                    dilation: (Int, Int), padding: Padding2D) -> Tensor {
-    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let oh = (h + padding.top + padding.bottom - dilation.0 * (kernel.0 - 1) - 1) / stride.0 + 1
-    let ow = (w + padding.left + padding.right - dilation.1 * (kernel.1 - 1) - 1) / stride.1 + 1
-    var out = Tensor(zeros: [n, oh, ow, c])
-    for image in 0..<n {
-        for oy in 0..<oh {
-            for ox in 0..<ow {
-                for ch in 0..<c {
-                    var sum = Double(bias?.data[ch] ?? 0)
-                    for ky in 0..<kernel.0 {
-                        let iy = oy * stride.0 - padding.top + ky * dilation.0
-                        guard iy >= 0 && iy < h else { continue }
-                        for kx in 0..<kernel.1 {
-                            let ix = ox * stride.1 - padding.left + kx * dilation.1
-                            guard ix >= 0 && ix < w else { continue }
-                            // torch weight [C, 1, kh, kw]
-                            sum += Double(x.data[((image * h + iy) * w + ix) * c + ch])
-                                * Double(weight.data[(ch * kernel.0 + ky) * kernel.1 + kx])
-                        }
-                    }
-                    out.data[((image * oh + oy) * ow + ox) * c + ch] = Float(sum)
-                }
-            }
-        }
-    }
-    return out
-}
-
-/// A plain NHWC grouped convolution in double precision (torch weight [O, I/groups, kh, kw]).
+/// A plain NHWC grouped convolution in double precision (torch weight [O, I/groups, kh, kw]): the oracle
+/// for geometries the PyTorch fixtures do not enumerate (asymmetric padding, strides 1-3, dilation, odd
+/// channel counts, many im2col strips). Depthwise is the case groups = channels.
 func naiveConv(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), dilation: (Int, Int),
                padding: Padding2D, groups: Int) -> Tensor {
     let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -134,8 +104,8 @@ final class DepthwiseAndParallelTests: XCTestCase {
             let bias = index % 3 == 2 ? nil : randomTensor([g.c], seed: seed + 200)
             let conv = Conv2d(torchWeight: weight, bias: bias, stride: g.s, padding: g.p, dilation: g.d, groups: g.c)
             XCTAssertEqual(conv.isDepthwise, g.c > 1)
-            let expected = naiveDepthwise(x, weight: weight, bias: bias, kernel: g.k, stride: g.s, dilation: g.d,
-                                          padding: g.p)
+            let expected = naiveConv(x, weight: weight, bias: bias, stride: g.s, dilation: g.d, padding: g.p,
+                                     groups: g.c)
             let y = conv(x)
             XCTAssertEqual(y.shape, expected.shape, "geometry \(index)")
             guard y.shape == expected.shape else { continue }
