@@ -40,11 +40,15 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
 
+        // The repository, the real weights and the built binary, for every test target.
+        .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport"),
         .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline"]),
-        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor"]),
+        .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia", "SluiceTestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels", "SluiceTestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SluiceTestSupport
 import SluiceJobs
 import SluiceMedia
 import SluicePipeline
@@ -22,13 +23,13 @@ final class PipelineRunTests: XCTestCase {
     }
 
     func testShippedPipelinesRunOnBundledData() throws {
-        let weights = try JobsCLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let root = try scratch()
         let home = root.appendingPathComponent("home")
-        let imported = try JobsCLI.run(["models", "import", weights, "--model", "efficientnet_lite0"], home: home)
+        let imported = try SluiceCLI.run(["models", "import", weights, "--model", "efficientnet_lite0"], home: home)
         XCTAssertEqual(imported.status, 0, imported.output)
 
-        let folder = JobsCLI.repository.appendingPathComponent("pipelines")
+        let folder = TestResources.repository.appendingPathComponent("pipelines")
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }.sorted()
         XCTAssertGreaterThanOrEqual(files.count, 2)
         for file in files {
@@ -36,7 +37,7 @@ final class PipelineRunTests: XCTestCase {
             let definition = try PipelineDefinition.load(contentsOf: url)
             let items = try definition.source.items()
             XCTAssertFalse(items.isEmpty, file)
-            let run = try JobsCLI.run(["run", url.path, "--fresh", "--strict"], home: home)
+            let run = try SluiceCLI.run(["run", url.path, "--fresh", "--strict"], home: home)
             XCTAssertEqual(run.status, 0, "\(file): \(run.output)")
             let jsonl = try XCTUnwrap(definition.jsonl, file)
             let records = try JobsCLI.records(URL(fileURLWithPath: jsonl))
@@ -65,7 +66,7 @@ final class PipelineRunTests: XCTestCase {
                 XCTAssertEqual(lines.count, records.count + 1, "\(file): CSV is the same records")
             }
             // Running it again resumes a finished job: nothing is redone, the sinks hold the same records.
-            let again = try JobsCLI.run(["run", url.path], home: home)
+            let again = try SluiceCLI.run(["run", url.path], home: home)
             XCTAssertEqual(again.status, 0, again.output)
             XCTAssertTrue(again.output.contains("already done"), again.output)
             XCTAssertEqual(try JobsCLI.records(URL(fileURLWithPath: jsonl)), records, file)
@@ -73,20 +74,20 @@ final class PipelineRunTests: XCTestCase {
     }
 
     func testCorruptEmptyAndUnreadableFilesAreRecordedAndTheRunFinishes() throws {
-        let weights = try JobsCLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let root = try scratch()
         let images = root.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         for name in ["chelsea.png", "coffee.png"] {
-            try FileManager.default.copyItem(at: JobsCLI.repository.appendingPathComponent("assets/images/\(name)"),
+            try FileManager.default.copyItem(at: TestResources.repository.appendingPathComponent("assets/images/\(name)"),
                                              to: images.appendingPathComponent(name))
         }
-        let bad = JobsCLI.repository.appendingPathComponent("Tests/SluiceMediaTests/Fixtures/bad")
+        let bad = TestResources.repository.appendingPathComponent("Tests/SluiceMediaTests/Fixtures/bad")
         for name in ["truncated.jpg", "bad_crc_idat.png", "text.jpg", "empty.jpg"] {
             try FileManager.default.copyItem(at: bad.appendingPathComponent(name), to: images.appendingPathComponent(name))
         }
         let unreadable = images.appendingPathComponent("unreadable.jpg")
-        try FileManager.default.copyItem(at: JobsCLI.repository.appendingPathComponent("assets/images/orange.jpg"), to: unreadable)
+        try FileManager.default.copyItem(at: TestResources.repository.appendingPathComponent("assets/images/orange.jpg"), to: unreadable)
         try FileManager.default.setAttributes([.posixPermissions: 0o000], ofItemAtPath: unreadable.path)
         let locked = images.appendingPathComponent("locked")
         try FileManager.default.createDirectory(at: locked, withIntermediateDirectories: true)
@@ -108,7 +109,7 @@ final class PipelineRunTests: XCTestCase {
         // Root reads anything, so as root the command runs as the unprivileged user `nobody`.
         let user: String? = getuid() == 0 ? "65534" : nil
         let home = root.appendingPathComponent("home")
-        let run = try JobsCLI.run(["run", pipeline.path], home: home, as: user)
+        let run = try SluiceCLI.run(["run", pipeline.path], home: home, as: user)
         XCTAssertEqual(run.status, 0, run.output)
         XCTAssertTrue(run.output.contains("8 items, 2 done, 6 failed"), run.output)
 
@@ -128,16 +129,16 @@ final class PipelineRunTests: XCTestCase {
         for name in ["bad_crc_idat.png", "text.jpg", "truncated.jpg"] {
             XCTAssertTrue(byName[name]?.error?.contains(name) ?? false, "\(name): \(String(describing: byName[name]?.error))")
         }
-        let strict = try JobsCLI.run(["run", pipeline.path, "--strict"], home: home, as: user)
+        let strict = try SluiceCLI.run(["run", pipeline.path, "--strict"], home: home, as: user)
         XCTAssertEqual(strict.status, 2, strict.output)
     }
 
     func testCancelStopsARunningJobAndRunningItAgainFinishesIt() throws {
-        let weights = try JobsCLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let root = try scratch()
         let images = root.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
-        let photos = JobsCLI.repository.appendingPathComponent("assets/images")
+        let photos = TestResources.repository.appendingPathComponent("assets/images")
         let names = try FileManager.default.contentsOfDirectory(atPath: photos.path).sorted()
         for i in 0..<300 {
             try FileManager.default.createSymbolicLink(
@@ -152,7 +153,7 @@ final class PipelineRunTests: XCTestCase {
             sink: { jsonl: out/cancel.jsonl }
             """.write(to: pipeline, atomically: true, encoding: .utf8)
         let home = root.appendingPathComponent("home")
-        let run = try JobsCLI.start(["run", pipeline.path], home: home, log: root.appendingPathComponent("run.log"))
+        let run = try SluiceCLI.start(["run", pipeline.path], home: home, log: root.appendingPathComponent("run.log"))
 
         // Wait for the first commits, then cancel from another process.
         let store = try JobStore(path: home.appendingPathComponent("jobs.sqlite").path)
@@ -163,7 +164,7 @@ final class PipelineRunTests: XCTestCase {
             Thread.sleep(forTimeInterval: 0.05)
         }
         let id = try XCTUnwrap(job?.id, "the run committed nothing within 60 s")
-        let cancel = try JobsCLI.run(["jobs", "cancel", id], home: home)
+        let cancel = try SluiceCLI.run(["jobs", "cancel", id], home: home)
         XCTAssertEqual(cancel.status, 0, cancel.output)
         run.waitUntilExit()
         let log = try String(contentsOf: root.appendingPathComponent("run.log"), encoding: .utf8)
@@ -174,7 +175,7 @@ final class PipelineRunTests: XCTestCase {
         let written = try JobsCLI.records(root.appendingPathComponent("out/cancel.jsonl"))
         XCTAssertEqual(written.count, partial.done, "the sink holds exactly the committed records")
 
-        let again = try JobsCLI.run(["run", pipeline.path], home: home)
+        let again = try SluiceCLI.run(["run", pipeline.path], home: home)
         XCTAssertEqual(again.status, 0, again.output)
         let final = try JobsCLI.records(root.appendingPathComponent("out/cancel.jsonl"))
         XCTAssertEqual(final.count, 300)

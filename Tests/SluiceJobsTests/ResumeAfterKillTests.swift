@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SluiceTestSupport
 import SluiceJobs
 import SluicePipeline
 import SluiceTensor
@@ -8,17 +9,17 @@ import SluiceTensor
 /// image, each equal to an uninterrupted run's.
 final class ResumeAfterKillTests: XCTestCase {
     func testKilledRunsResumeToExactlyOneRecordPerImage() throws {
-        let weights = try JobsCLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-resume-\(UUID().uuidString)")
         let images = root.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
-        let photos = try FileManager.default.contentsOfDirectory(atPath: JobsCLI.repository.appendingPathComponent("assets/images").path).sorted()
+        let photos = try FileManager.default.contentsOfDirectory(atPath: TestResources.repository.appendingPathComponent("assets/images").path).sorted()
         for i in 0..<500 {
             let photo = photos[i % photos.count]
             try FileManager.default.createSymbolicLink(
                 atPath: images.appendingPathComponent(String(format: "%03d_%@", i, photo)).path,
-                withDestinationPath: JobsCLI.repository.appendingPathComponent("assets/images/\(photo)").path)
+                withDestinationPath: TestResources.repository.appendingPathComponent("assets/images/\(photo)").path)
         }
         func pipeline(_ name: String) throws -> URL {
             let url = root.appendingPathComponent("\(name).yaml")
@@ -36,7 +37,7 @@ final class ResumeAfterKillTests: XCTestCase {
         }
         let home = root.appendingPathComponent("home")
 
-        let reference = try JobsCLI.start(["run", try pipeline("uninterrupted").path], home: home)
+        let reference = try SluiceCLI.start(["run", try pipeline("uninterrupted").path], home: home)
         reference.waitUntilExit()
         XCTAssertEqual(reference.terminationStatus, 0)
         let expected = try JobsCLI.records(root.appendingPathComponent("out/uninterrupted.jsonl"))
@@ -52,7 +53,7 @@ final class ResumeAfterKillTests: XCTestCase {
         let store = try JobStore(path: storePath)
         for attempt in 0..<3 {
             let target = done + Int.random(in: 8...120, using: &generator)
-            let run = try JobsCLI.start(["run", killed.path], home: home)
+            let run = try SluiceCLI.start(["run", killed.path], home: home)
             let deadline = Date().addingTimeInterval(120)
             while run.isRunning && Date() < deadline {
                 if let job = try? store.jobs().first(where: { $0.name == "killed" }), let progress = try? store.progress(job: job.id), progress.done >= target {
@@ -71,7 +72,7 @@ final class ResumeAfterKillTests: XCTestCase {
         let before = try store.progress(job: job.id)
         XCTAssertLessThan(before.done, 500, "the kills interrupted the job")
 
-        let final = try JobsCLI.start(["run", killed.path], home: home)
+        let final = try SluiceCLI.start(["run", killed.path], home: home)
         final.waitUntilExit()
         XCTAssertEqual(final.terminationStatus, 0)
         let resumed = try JobsCLI.records(root.appendingPathComponent("out/killed.jsonl"))

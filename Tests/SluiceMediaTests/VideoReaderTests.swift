@@ -2,6 +2,7 @@
 
 import Foundation
 import XCTest
+import SluiceTestSupport
 @testable import SluiceMedia
 
 final class VideoReaderTests: XCTestCase {
@@ -126,7 +127,7 @@ final class VideoReaderTests: XCTestCase {
     /// Readers scaling to an odd width (swscale then changes its context's flags at init) in two threads
     /// at once give exactly the frames one reader gives alone: every frame keeps the colour matrix.
     func testConcurrentReadersScalingToAnOddWidthGiveTheSameFrames() throws {
-        let video = VideoMedia.repoRoot.appendingPathComponent("assets/videos/dog.mp4").path
+        let video = TestResources.repository.appendingPathComponent("assets/videos/dog.mp4").path
         @Sendable func read() throws -> [[UInt8]] {
             let reader = try VideoReader(path: video, options: VideoReaderOptions(size: .size(width: 455, height: 256), threads: 1))
             return reader.frames(.everyNth(4)).map(\.image.pixels)

@@ -4,11 +4,10 @@
 import Foundation
 import XCTest
 @testable import SluiceMedia
+import SluiceTestSupport
 
 enum VideoMedia {
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-    static let root = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/media")
+    static let root = TestResources.repository.deletingLastPathComponent().appendingPathComponent("shared/media")
 
     /// The shared media folder, or XCTSkip.
     static func folder() throws -> URL {

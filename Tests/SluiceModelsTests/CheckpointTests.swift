@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import SluiceModels
 import SluiceTensor
+import SluiceTestSupport
 
 /// Checkpoint readers against fixtures written by scripts/reference/checkpoints.py: one small state
 /// dict (float32, float16, bfloat16, float64, int32/int64, a transposed view, a window into another
@@ -312,13 +313,7 @@ final class CheckpointTests: XCTestCase {
     // MARK: - The real EfficientNet-Lite0 checkpoint (legacy format, 18 MB)
 
     func testRealEfficientNetLite0Checkpoint() throws {
-        guard let path = ProcessInfo.processInfo.environment["SLUICE_LITE0_WEIGHTS"] else {
-            if ProcessInfo.processInfo.environment["SLUICE_REQUIRE_FIXTURES"] == "1" {
-                XCTFail("SLUICE_LITE0_WEIGHTS must name the EfficientNet-Lite0 checkpoint")
-            }
-            throw XCTSkip("set SLUICE_LITE0_WEIGHTS to efficientnet-lite0-57934424.pth to run this test")
-        }
-        let url = URL(fileURLWithPath: path)
+        let url = try TestResources.lite0Weights()
         XCTAssertEqual(try Checkpoint.format(of: url), .torchLegacy)
         let start = Date()
         let weights = try Checkpoint.load(url)

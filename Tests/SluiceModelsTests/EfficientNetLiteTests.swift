@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import SluiceModels
 import SluiceTensor
+import SluiceTestSupport
 
 /// Parity of EfficientNet-Lite0 with the official PyTorch code on the real ImageNet weights: the
 /// fixtures are two real photos preprocessed and run by scripts/reference/efficientnet_lite.py.
@@ -9,20 +10,9 @@ final class EfficientNetLiteTests: XCTestCase {
     static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
         .appendingPathComponent("efficientnet_lite0")
 
-    func realWeights() throws -> URL {
-        guard let path = ProcessInfo.processInfo.environment["SLUICE_LITE0_WEIGHTS"],
-              FileManager.default.fileExists(atPath: path) else {
-            if ProcessInfo.processInfo.environment["SLUICE_REQUIRE_FIXTURES"] == "1" {
-                XCTFail("SLUICE_LITE0_WEIGHTS must name the EfficientNet-Lite0 checkpoint (scripts/setup fetches it)")
-            }
-            throw XCTSkip("set SLUICE_LITE0_WEIGHTS to the EfficientNet-Lite0 checkpoint (scripts/test does)")
-        }
-        return URL(fileURLWithPath: path)
-    }
-
     func testLogitsMatchOfficialCodeOnRealImages() throws {
         let card = try ModelRegistry.card(named: "efficientnet_lite0")
-        let weights = try Checkpoint.load(try realWeights())
+        let weights = try Checkpoint.load(try TestResources.lite0Weights())
         let model = try card.makeClassifier(weights: weights.tensors)
         let input = try NPY.read(contentsOf: Self.fixtures.appendingPathComponent("input.npy"))
         let expected = try NPY.read(contentsOf: Self.fixtures.appendingPathComponent("logits.npy"))
@@ -56,7 +46,7 @@ final class EfficientNetLiteTests: XCTestCase {
     /// convolution of the official module tree once per image (the early blocks run per image).
     func testLayerTimedForwardNamesEveryConvolutionAndKeepsTheLogits() throws {
         let card = try ModelRegistry.card(named: "efficientnet_lite0")
-        let model = try XCTUnwrap(try card.makeClassifier(weights: Checkpoint.load(try realWeights()).tensors)
+        let model = try XCTUnwrap(try card.makeClassifier(weights: Checkpoint.load(try TestResources.lite0Weights()).tensors)
                                   as? any LayerTimedClassifier)
         let input = try NPY.read(contentsOf: Self.fixtures.appendingPathComponent("input.npy")).nchwToNHWC()
         var layers: [String: Int] = [:]
@@ -75,7 +65,7 @@ final class EfficientNetLiteTests: XCTestCase {
 
     func testParameterListMatchesOfficialCheckpoint() throws {
         let card = try ModelRegistry.card(named: "efficientnet_lite0")
-        let weights = try Checkpoint.load(try realWeights())
+        let weights = try Checkpoint.load(try TestResources.lite0Weights())
         XCTAssertEqual(WeightCheck.problems(weights.tensors, against: card), [])
         // 4 BatchNorm buffers + weight per conv, and the official count of num_batches_tracked.
         XCTAssertEqual(card.parameterShapes.count + weights.keys.filter { $0.hasSuffix("num_batches_tracked") }.count,

@@ -1,55 +1,9 @@
 import Foundation
 import XCTest
+import SluiceTestSupport
 
 /// End-to-end runs of the `sluice` binary built beside this test bundle, over real photos mixed with
 /// bad inputs: each bad file becomes one record with a clear error and nothing else is lost.
-/// Runs the built `sluice` binary and finds the real weights.
-enum CLI {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    /// The `sluice` executable of the same build (on Linux the bundle URL is the products folder; on
-    /// other platforms it is the .xctest bundle inside it).
-    static var sluice: URL {
-        let bundle = Bundle(for: ClassifyCommandTests.self).bundleURL
-        let products = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
-        return products.appendingPathComponent("sluice")
-    }
-
-    static func weights() throws -> String {
-        guard let path = ProcessInfo.processInfo.environment["SLUICE_LITE0_WEIGHTS"],
-              FileManager.default.fileExists(atPath: path) else {
-            if ProcessInfo.processInfo.environment["SLUICE_REQUIRE_FIXTURES"] == "1" {
-                XCTFail("SLUICE_LITE0_WEIGHTS must name the EfficientNet-Lite0 checkpoint")
-            }
-            throw XCTSkip("set SLUICE_LITE0_WEIGHTS (scripts/test does)")
-        }
-        return path
-    }
-
-    struct Run { var status: Int32; var stdout: String; var stderr: String }
-
-    static func run(_ arguments: [String], as user: String? = nil) throws -> Run {
-        let process = Process()
-        if let user {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", sluice.path] + arguments
-        } else {
-            process.executableURL = sluice
-            process.arguments = arguments
-        }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                   stderr: String(decoding: stderr, as: UTF8.self))
-    }
-}
-
 final class ClassifyCommandTests: XCTestCase {
     /// A world-readable folder of good photos and bad files (from the media test fixtures).
     func makeInputs() throws -> URL {
@@ -58,10 +12,10 @@ final class ClassifyCommandTests: XCTestCase {
         try fm.createDirectory(at: root.appendingPathComponent("good"), withIntermediateDirectories: true)
         try fm.createDirectory(at: root.appendingPathComponent("bad"), withIntermediateDirectories: true)
         for name in ["chelsea.png", "squirrel_cls.jpg", "coffee.png"] {
-            try fm.copyItem(at: CLI.repository.appendingPathComponent("assets/images/\(name)"),
+            try fm.copyItem(at: TestResources.repository.appendingPathComponent("assets/images/\(name)"),
                             to: root.appendingPathComponent("good/\(name)"))
         }
-        let bad = CLI.repository.appendingPathComponent("Tests/SluiceMediaTests/Fixtures/bad")
+        let bad = TestResources.repository.appendingPathComponent("Tests/SluiceMediaTests/Fixtures/bad")
         for name in ["truncated.jpg", "bad_crc_idat.png", "text.jpg", "empty.jpg"] {
             try fm.copyItem(at: bad.appendingPathComponent(name), to: root.appendingPathComponent("bad/\(name)"))
         }
@@ -76,11 +30,11 @@ final class ClassifyCommandTests: XCTestCase {
     }
 
     func testBadFilesBecomeErrorRecordsAndTheRunGoesOn() throws {
-        let weights = try CLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let root = try makeInputs()
         defer { try? FileManager.default.removeItem(at: root) }
         let out = root.appendingPathComponent("out.jsonl").path
-        let result = try CLI.run(["classify", root.path, "--weights", weights, "--top-k", "3", "--batch", "2", "--out", out])
+        let result = try SluiceCLI.run(["classify", root.path, "--weights", weights, "--top-k", "3", "--batch", "2", "--out", out])
         XCTAssertEqual(result.status, 0, result.stderr)
         let rows = try records(String(contentsOfFile: out, encoding: .utf8))
         let sources = rows.map { ($0["source"] as! String).replacingOccurrences(of: root.path + "/", with: "") }
@@ -101,16 +55,16 @@ final class ClassifyCommandTests: XCTestCase {
         XCTAssertEqual(top1[2], 335, "fox squirrel")
         XCTAssertTrue(result.stderr.contains("classified 7 images with efficientnet_lite0: 4 failed"), result.stderr)
 
-        let strict = try CLI.run(["classify", root.path, "--weights", weights, "--strict", "--out", out])
+        let strict = try SluiceCLI.run(["classify", root.path, "--weights", weights, "--strict", "--out", out])
         XCTAssertNotEqual(strict.status, 0, "--strict fails a run with failures")
     }
 
     func testCSVOutputIsAFlatViewOfTheSameRecords() throws {
-        let weights = try CLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let root = try makeInputs()
         defer { try? FileManager.default.removeItem(at: root) }
         let out = root.appendingPathComponent("out.csv").path
-        let result = try CLI.run(["classify", root.appendingPathComponent("good").path, "--weights", weights,
+        let result = try SluiceCLI.run(["classify", root.appendingPathComponent("good").path, "--weights", weights,
                               "--top-k", "2", "--out", out])
         XCTAssertEqual(result.status, 0, result.stderr)
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
@@ -120,7 +74,7 @@ final class ClassifyCommandTests: XCTestCase {
     }
 
     func testUnreadableDirectoryIsOneErrorRecord() throws {
-        let weights = try CLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let root = try makeInputs()
         defer {
             try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: root.appendingPathComponent("locked").path)
@@ -134,7 +88,7 @@ final class ClassifyCommandTests: XCTestCase {
         // Root reads any directory, so as root the command runs as the unprivileged user `nobody`.
         let user: String? = getuid() == 0 ? "65534" : nil
         let out = root.appendingPathComponent("locked-out.jsonl").path
-        let result = try CLI.run(["classify", root.appendingPathComponent("good").path, locked.path,
+        let result = try SluiceCLI.run(["classify", root.appendingPathComponent("good").path, locked.path,
                               "--weights", weights, "--out", out], as: user)
         XCTAssertEqual(result.status, 0, result.stderr)
         let rows = try records(String(contentsOfFile: out, encoding: .utf8))
@@ -146,10 +100,10 @@ final class ClassifyCommandTests: XCTestCase {
     }
 
     func testUnknownModelAndMissingWeightsFailTheCommandWithOneLine() throws {
-        let unknown = try CLI.run(["classify", "/tmp", "--model", "no_such_model"])
+        let unknown = try SluiceCLI.run(["classify", "/tmp", "--model", "no_such_model"])
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("unknown model 'no_such_model'"), unknown.stderr)
-        let missing = try CLI.run(["classify", "/tmp", "--weights", "/nonexistent/w.pth"])
+        let missing = try SluiceCLI.run(["classify", "/tmp", "--weights", "/nonexistent/w.pth"])
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("/nonexistent/w.pth"), missing.stderr)
     }

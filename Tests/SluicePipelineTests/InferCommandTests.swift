@@ -1,28 +1,27 @@
 import Foundation
 import XCTest
+import SluiceTestSupport
 import SluiceTensor
 
 /// `sluice models import` then `sluice infer` reproduce the official logits (tensor-level parity).
 final class InferCommandTests: XCTestCase {
     func testImportThenInferMatchesReferenceLogits() throws {
-        let weights = try CLI.weights()
+        let weights = try TestResources.lite0Weights().path
         let home = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-home-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: home) }
-        setenv("SLUICE_HOME", home.path, 1)
-        defer { unsetenv("SLUICE_HOME") }
 
-        let imported = try CLI.run(["models", "import", weights, "--model", "efficientnet_lite0"])
+        let imported = try SluiceCLI.run(["models", "import", weights, "--model", "efficientnet_lite0"], home: home)
         XCTAssertEqual(imported.status, 0, imported.stderr)
         XCTAssertTrue(imported.stdout.contains("247 tensors"), imported.stdout)
         let card = try JSONSerialization.jsonObject(
             with: Data(contentsOf: home.appendingPathComponent("models/efficientnet_lite0.json"))) as! [String: Any]
         XCTAssertEqual(card["source_format"] as? String, "torchLegacy")
 
-        let fixtures = CLI.repository.appendingPathComponent("Tests/SluiceModelsTests/Fixtures/efficientnet_lite0")
+        let fixtures = TestResources.repository.appendingPathComponent("Tests/SluiceModelsTests/Fixtures/efficientnet_lite0")
         let output = home.appendingPathComponent("logits.npy")
-        let inferred = try CLI.run(["infer", "--model", "efficientnet_lite0",
-                                       "--input", fixtures.appendingPathComponent("input.npy").path,
-                                       "--output", output.path])
+        let inferred = try SluiceCLI.run(["infer", "--model", "efficientnet_lite0",
+                                          "--input", fixtures.appendingPathComponent("input.npy").path,
+                                          "--output", output.path], home: home)
         XCTAssertEqual(inferred.status, 0, inferred.stderr)
         let logits = try NPY.read(contentsOf: output)
         let expected = try NPY.read(contentsOf: fixtures.appendingPathComponent("logits.npy"))
@@ -36,7 +35,7 @@ final class InferCommandTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: home) }
         let bogus = home.appendingPathComponent("bogus.npy")
         try NPY.write(Tensor(zeros: [2, 2]), to: bogus)
-        let result = try CLI.run(["models", "import", bogus.path, "--model", "efficientnet_lite0"])
+        let result = try SluiceCLI.run(["models", "import", bogus.path, "--model", "efficientnet_lite0"])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("problem(s)"), result.stderr)
         XCTAssertTrue(result.stderr.contains("missing _conv_stem.weight [32, 3, 3, 3]"), result.stderr)

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SluiceTestSupport
 import SluicePipeline
 import SluiceModels
 
@@ -156,7 +157,7 @@ final class PipelineDefinitionTests: XCTestCase {
     }
 
     func testShippedPipelinesValidate() throws {
-        let folder = CLI.repository.appendingPathComponent("pipelines")
+        let folder = TestResources.repository.appendingPathComponent("pipelines")
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertFalse(files.isEmpty)
         for file in files {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SluiceTestSupport
 import SluiceMedia
 import SluiceModels
 import SluicePipeline
@@ -53,7 +54,7 @@ final class PipelineExecutorTests: XCTestCase {
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-exec-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(at: root) }
-        let photos = CLI.repository.appendingPathComponent("assets/images")
+        let photos = TestResources.repository.appendingPathComponent("assets/images")
         let names = try FileManager.default.contentsOfDirectory(atPath: photos.path).sorted()
         for copy in 0..<copies {
             for name in names {
@@ -133,7 +134,7 @@ final class PipelineExecutorTests: XCTestCase {
     }
 
     func testVideoFramesAreSampledByTimeAndKeptInOrder() throws {
-        let video = CLI.repository.appendingPathComponent("assets/videos/dog.mp4").path
+        let video = TestResources.repository.appendingPathComponent("assets/videos/dog.mp4").path
         let items = [InputItem(path: video), InputItem(path: "/no/such/clip.mp4"), InputItem(path: video)]
         let (summary, sink) = try run(items, media: .video(.fps(2)), options: .init(maxBatch: 4, maxWait: 0.01, decoders: 2))
         // The same frames, by index and timestamp, as the reader gives for this policy.
@@ -155,7 +156,7 @@ final class PipelineExecutorTests: XCTestCase {
     }
 
     func testADamagedVideoKeepsItsFramesAndEndsWithTheError() throws {
-        let file = CLI.repository.deletingLastPathComponent()
+        let file = TestResources.repository.deletingLastPathComponent()
             .appendingPathComponent("shared/media/video/broken/decord_corrupted.mp4")
         guard FileManager.default.fileExists(atPath: file.path) else { throw XCTSkip("../shared/media is not here") }
         let (summary, sink) = try run([InputItem(path: file.path)], media: .video(.everyNth(10)),

@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+
+/// What tests need from outside their fixtures: the repository, the real EfficientNet-Lite0 checkpoint
+/// and the `sluice` binary of the same build. One copy for every test target.
+public enum TestResources {
+    public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The real EfficientNet-Lite0 checkpoint named by SLUICE_LITE0_WEIGHTS (scripts/test sets it). A
+    /// test without it is skipped, or fails under SLUICE_REQUIRE_FIXTURES=1 (as CI runs).
+    public static func lite0Weights() throws -> URL {
+        guard let path = ProcessInfo.processInfo.environment["SLUICE_LITE0_WEIGHTS"],
+              FileManager.default.fileExists(atPath: path) else {
+            if ProcessInfo.processInfo.environment["SLUICE_REQUIRE_FIXTURES"] == "1" {
+                XCTFail("SLUICE_LITE0_WEIGHTS must name the EfficientNet-Lite0 checkpoint (scripts/setup fetches it)")
+            }
+            throw XCTSkip("set SLUICE_LITE0_WEIGHTS to the EfficientNet-Lite0 checkpoint (scripts/test does)")
+        }
+        return URL(fileURLWithPath: path)
+    }
+}
+
+/// Runs the `sluice` binary built beside the test bundle.
+public enum SluiceCLI {
+    /// The executable of the same build (on Linux the bundle URL is the products folder; elsewhere it
+    /// is the .xctest bundle inside it).
+    public static var executable: URL {
+        let bundle = Bundle(for: BundleMarker.self).bundleURL
+        let products = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
+        return products.appendingPathComponent("sluice")
+    }
+
+    /// Starts `sluice ARGUMENTS`, as another user when `user` is given, with `$SLUICE_HOME` set to
+    /// `home` when given. Its stdout and stderr go to `log` when given, else nowhere.
+    public static func start(_ arguments: [String], home: URL? = nil, log: URL? = nil,
+                             as user: String? = nil) throws -> Process {
+        try start(arguments, home: home, stdout: log, stderr: log, as: user)
+    }
+
+    public struct Finished {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+        /// Both streams, stdout first.
+        public var output: String { stdout + stderr }
+    }
+
+    /// Runs `sluice ARGUMENTS` to the end. The streams go through files, so a chatty run cannot fill a
+    /// pipe and stall.
+    public static func run(_ arguments: [String], home: URL? = nil, as user: String? = nil) throws -> Finished {
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-log-\(UUID().uuidString)")
+        let stdout = logs.appendingPathExtension("out"), stderr = logs.appendingPathExtension("err")
+        defer {
+            try? FileManager.default.removeItem(at: stdout)
+            try? FileManager.default.removeItem(at: stderr)
+        }
+        let process = try start(arguments, home: home, stdout: stdout, stderr: stderr, as: user)
+        process.waitUntilExit()
+        func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+        return Finished(status: process.terminationStatus, stdout: read(stdout), stderr: read(stderr))
+    }
+
+    static func start(_ arguments: [String], home: URL?, stdout: URL?, stderr: URL?, as user: String?) throws -> Process {
+        let process = Process()
+        if let user {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", executable.path] + arguments
+        } else {
+            process.executableURL = executable
+            process.arguments = arguments
+        }
+        if let home {
+            var environment = ProcessInfo.processInfo.environment
+            environment["SLUICE_HOME"] = home.path
+            process.environment = environment
+        }
+        func handle(_ url: URL?) throws -> FileHandle {
+            guard let url else { return FileHandle.nullDevice }
+            FileManager.default.createFile(atPath: url.path, contents: nil)
+            return try FileHandle(forWritingTo: url)
+        }
+        let out = try handle(stdout)
+        process.standardOutput = out
+        process.standardError = stderr == stdout ? out : try handle(stderr)
+        try process.run()
+        return process
+    }
+}
+
+private final class BundleMarker {}
