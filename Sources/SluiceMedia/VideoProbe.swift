@@ -1,6 +1,7 @@
 // `sluice probe`: one JSON object per file describing its video stream, optionally after decoding every frame.
 
 import Foundation
+import SluiceTensor
 
 public enum VideoProbe {
     /// What probing one file found.
@@ -23,12 +24,12 @@ public enum VideoProbe {
 
         /// One line of JSON, keys in a fixed order.
         public var json: String {
-            var fields: [(String, String)] = [("file", jsonString(file))]
+            var fields: [(String, String)] = [("file", JSONText.quoted(file))]
             if let info {
                 fields += [
-                    ("container", jsonString(info.container)),
-                    ("codec", jsonString(info.codec)),
-                    ("pixel_format", jsonString(info.pixelFormat)),
+                    ("container", JSONText.quoted(info.container)),
+                    ("codec", JSONText.quoted(info.codec)),
+                    ("pixel_format", JSONText.quoted(info.pixelFormat)),
                     ("width", String(info.width)),
                     ("height", String(info.height)),
                     ("rotation", String(info.rotation)),
@@ -36,7 +37,7 @@ public enum VideoProbe {
                     ("duration", jsonNumber(info.duration)),
                     ("frames", info.frameCount.map(String.init) ?? "null"),
                     ("audio", "[" + info.audioStreams.map {
-                        "{\"codec\": \(jsonString($0.codec)), \"sample_rate\": \($0.sampleRate), \"channels\": \($0.channels)}"
+                        "{\"codec\": \(JSONText.quoted($0.codec)), \"sample_rate\": \($0.sampleRate), \"channels\": \($0.channels)}"
                     }.joined(separator: ", ") + "]"),
                 ]
             }
@@ -48,12 +49,12 @@ public enum VideoProbe {
                 fields += [
                     ("first_pts", jsonNumber(firstPTS)),
                     ("last_pts", jsonNumber(lastPTS)),
-                    ("decode_errors", "[" + decodeErrors.map(jsonString).joined(separator: ", ") + "]"),
+                    ("decode_errors", "[" + decodeErrors.map(JSONText.quoted).joined(separator: ", ") + "]"),
                 ]
                 if let decodeSeconds { fields.append(("decode_seconds", jsonNumber(decodeSeconds))) }
             }
-            fields.append(("error", error.map { jsonString($0.description) } ?? "null"))
-            return "{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+            fields.append(("error", error.map { JSONText.quoted($0.description) } ?? "null"))
+            return "{" + fields.map { "\(JSONText.quoted($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
         }
     }
 
@@ -88,22 +89,6 @@ public enum VideoProbe {
         if let error = reader.finalError { report.decodeErrors.append(error.description) }
         return report
     }
-}
-
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-        }
-    }
-    return out + "\""
 }
 
 func jsonNumber(_ value: Double?) -> String {

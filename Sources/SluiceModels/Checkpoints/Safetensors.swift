@@ -112,14 +112,14 @@ public enum Safetensors {
         var header = "{"
         var fields: [String] = []
         if !metadata.isEmpty {
-            let pairs = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            let pairs = metadata.sorted { $0.key < $1.key }.map { "\(JSONText.quoted($0.key)):\(JSONText.quoted($0.value))" }
             fields.append("\"__metadata__\":{" + pairs.joined(separator: ",") + "}")
         }
         var offset = 0
         for (key, tensor) in tensors {
             let byteCount = tensor.count * 4
             let shape = tensor.shape.map(String.init).joined(separator: ",")
-            fields.append("\(jsonString(key)):{\"dtype\":\"F32\",\"shape\":[\(shape)],"
+            fields.append("\(JSONText.quoted(key)):{\"dtype\":\"F32\",\"shape\":[\(shape)],"
                 + "\"data_offsets\":[\(offset),\(offset + byteCount)]}")
             offset += byteCount
         }
@@ -156,23 +156,5 @@ public enum Safetensors {
             try? FileManager.default.removeItem(at: temporary)
             throw CheckpointError.writeFailed(file: url.path, reason: "\(error)")
         }
-    }
-
-    /// A JSON string literal: quotes, backslashes and control characters escaped; other text as UTF-8.
-    private static func jsonString(_ text: String) -> String {
-        var escaped = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\r": escaped += "\\r"
-            case "\t": escaped += "\\t"
-            case _ where scalar.value < 0x20:
-                escaped += String(format: "\\u%04x", scalar.value)
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return escaped + "\""
     }
 }
