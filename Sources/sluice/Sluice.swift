@@ -357,37 +357,44 @@ struct Benchmark: ParsableCommand {
             }
             // A layer that runs once per image (the early ones at batch > 1) counts with its sum.
             var order: [String] = [], times: [String: [Double]] = [:]
-            let start = Date()
-            var passes = 0
-            while passes < 5 || Date().timeIntervalSince(start) < seconds {
+            repeatPasses {
                 var pass: [String: Double] = [:]
                 _ = timed(input) { layer, ms in
-                    if passes == 0 && pass[layer] == nil { order.append(layer) }
+                    if times.isEmpty && pass[layer] == nil { order.append(layer) }
                     pass[layer, default: 0] += ms
                 }
                 for (layer, ms) in pass { times[layer, default: []].append(ms) }
-                passes += 1
             }
             for layer in order {
-                let values = times[layer]!
                 print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"layer\": \"%@\", \"ms_median\": %.4f}",
-                             Parallel.threads, batch, layer, values.sorted()[values.count / 2]))
+                             Parallel.threads, batch, layer, median(times[layer]!)))
             }
             return
         }
         // Each pass is timed too: the median pass is steadier than the mean on these shared VMs, where
         // a neighbour's burst can slow a few passes by half.
         var passes: [Double] = []
-        let start = Date()
-        while passes.count < 5 || Date().timeIntervalSince(start) < seconds {
+        let elapsed = repeatPasses {
             let passStart = DispatchTime.now().uptimeNanoseconds
             _ = classifier(input)
             passes.append(Double(DispatchTime.now().uptimeNanoseconds - passStart) / 1e6)
         }
-        let elapsed = Date().timeIntervalSince(start)
         let rate = Double(passes.count * batch) / elapsed
-        let median = passes.sorted()[passes.count / 2]
         print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"size\": %d, \"kind\": \"model\", \"images_per_s\": %.2f, \"ms_per_batch\": %.3f, \"images_per_s_median_pass\": %.2f}",
-                     Parallel.threads, batch, side, rate, 1000 * elapsed / Double(passes.count), 1000 * Double(batch) / median))
+                     Parallel.threads, batch, side, rate, 1000 * elapsed / Double(passes.count), 1000 * Double(batch) / median(passes)))
     }
+
+    /// Runs `pass` at least 5 times and for at least `seconds`; the seconds it took.
+    @discardableResult
+    func repeatPasses(_ pass: () -> Void) -> Double {
+        let start = Date()
+        var count = 0
+        while count < 5 || Date().timeIntervalSince(start) < seconds {
+            pass()
+            count += 1
+        }
+        return Date().timeIntervalSince(start)
+    }
+
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 }
