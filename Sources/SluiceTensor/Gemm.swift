@@ -64,8 +64,8 @@ extension BLAS {
             let beta: Float = accumulate || bias != nil ? 1 : 0
             if rows == 1 {
                 // One row (a classifier head at batch 1): OpenBLAS's sgemm would copy all of B into its
-                // packed layout to use it once; sgemv reads B once (measured 0.28 vs 0.64 ms for Lite0's
-                // 1000x1280 head).
+                // packed layout to use it once; sgemv reads B once (Lite0's 1000x1280 head: 0.12 against
+                // 0.63 ms, scripts/bench/layers).
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(columns), Int32(k), 1, b + column0 * ldb, Int32(ldb),
                             a + row0 * lda, 1, beta, cTile, 1)
             } else {
