@@ -36,30 +36,6 @@ public struct JobRunner {
             try FileManager.default.moveItem(atPath: temporary, toPath: path)
         }
     }
-
-    /// Writes the overlay video of every committed video item that has none yet; returns one line per
-    /// video that could not be written (the others are still written).
-    public func exportOverlays(folder: String, sampling: VideoSampling) throws -> [String] {
-        let started = try store.job(id: jobID)?.createdAt ?? .distantPast
-        var failures: [String] = []
-        var group: [ResultRecord] = []
-        func flush() {
-            guard let source = group.first?.source else { return }
-            do {
-                try OverlaySink.writeVideo(source: source, records: group, sampling: sampling, folder: folder,
-                                           since: started)
-            } catch {
-                failures.append("overlay for \(source): \(error)")
-            }
-            group.removeAll()
-        }
-        for record in try store.records(job: jobID) {
-            if record.source != group.first?.source { flush() }
-            group.append(record)
-        }
-        flush()
-        return failures
-    }
 }
 
 /// An item sink that maps the n-th item written to the n-th pending item and commits every

@@ -1,38 +1,6 @@
 import Foundation
+import SluiceMedia
 import SluiceTensor
-
-/// A model that maps a batch of preprocessed NHWC images to class logits.
-public protocol ImageClassifier: Sendable {
-    var numClasses: Int { get }
-    /// Logits [N, numClasses] for input [N, H, W, 3].
-    func callAsFunction(_ input: Tensor) -> Tensor
-}
-
-/// A classifier that can report the wall time of each layer of a forward pass (`sluice benchmark
-/// --layers`), under the official module names so they line up with other engines' profiles.
-public protocol LayerTimedClassifier: ImageClassifier {
-    func callAsFunction(_ input: Tensor, layerTime: (_ layer: String, _ milliseconds: Double) -> Void) -> Tensor
-}
-
-/// How an image becomes the model's input tensor (torchvision-style: resize the shorter side, center
-/// crop, normalise per channel on the 0…255 scale).
-public struct Preprocessing: Codable, Sendable, Equatable {
-    public enum Interpolation: String, Codable, Sendable { case bicubic, bilinear }
-    public var resizeShorterSide: Int
-    public var cropSize: Int
-    public var interpolation: Interpolation
-    /// Per-channel mean and std on the 0…255 pixel scale.
-    public var mean: [Float]
-    public var std: [Float]
-
-    /// TensorFlow Lite convention of the EfficientNet-Lite models: (x − 127) / 128.
-    public static let tfLite = Preprocessing(resizeShorterSide: 256, cropSize: 224, interpolation: .bicubic,
-                                             mean: [127, 127, 127], std: [128, 128, 128])
-    /// torchvision ImageNet statistics.
-    public static let imageNet = Preprocessing(resizeShorterSide: 256, cropSize: 224, interpolation: .bicubic,
-                                               mean: [0.485 * 255, 0.456 * 255, 0.406 * 255],
-                                               std: [0.229 * 255, 0.224 * 255, 0.225 * 255])
-}
 
 /// What Sluice knows about a named model: its family, configuration, preprocessing and labels.
 public struct ModelCard: Sendable {
@@ -41,6 +9,7 @@ public struct ModelCard: Sendable {
     /// The official source this implementation follows.
     public var reference: String
     public var preprocessing: Preprocessing
+    public var task: ModelTask = .imageClassification
     public var labels: LabelSet
     /// Official parameter names and PyTorch shapes.
     public var parameterShapes: [(String, [Int])]
@@ -50,6 +19,9 @@ public struct ModelCard: Sendable {
     /// Maps a checkpoint's key names to the official ones before validation (e.g. a re-release that
     /// renamed modules); identity by default.
     public var normalizeKeys: @Sendable (StateDict) throws -> StateDict = { $0 }
+
+    /// What the model takes in: every card registered today is a classifier on a square crop.
+    public var input: InputSpec { .crop(preprocessing) }
 
     public func makeClassifier(weights: [String: Tensor]) throws -> any ImageClassifier {
         try WeightCheck.validate(weights, against: self)
@@ -153,6 +125,8 @@ public enum WeightCheck {
 public struct LabelSet: Sendable {
     public var name: String
     public var labels: [String]
+
+    public init(name: String, labels: [String]) { self.name = name; self.labels = labels }
 
     public static let imageNet1k: LabelSet = {
         guard let url = Bundle.module.url(forResource: "imagenet1k_labels", withExtension: "tsv"),

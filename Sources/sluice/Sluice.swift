@@ -67,11 +67,16 @@ struct Classify: ParsableCommand {
         } catch {
             fail("\(error)")
         }
-        let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
-                                        options: .init(maxBatch: batch, maxWait: definition.model.maxWait))
+        let plan: PipelinePlan
+        do {
+            plan = try PipelinePlan(card: card, loaded: .classifier(classifier), media: definition.source.media,
+                                    postprocessing: definition.postprocessing)
+        } catch {
+            fail("\(error)")
+        }
+        let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: batch, maxWait: definition.model.maxWait))
         let unit = fps == nil ? "images" : "videos"
-        let summary = try executor.run(items, media: definition.source.media, sink: sink,
-                                       progress: ProgressReporter(total: items.count, label: unit))
+        let summary = try executor.run(items, sink: sink, observers: [ProgressBar(total: items.count, label: unit)])
         try sink.close()
         let frames = fps == nil ? "" : String(format: " (%d frames, %.1f frames/s)", summary.frames, summary.framesPerSecond)
         let line = String(format: "classified %d %@ with %@: %d failed, %.1f %@/s%@ (%d threads)\n",
@@ -137,15 +142,22 @@ struct Run: ParsableCommand {
         if inputs.count < job.total {
             FileHandle.standardError.write(Data("job \(job.id): resuming, \(job.total - inputs.count) of \(job.total) items already done\n".utf8))
         }
-        let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
-                                        options: .init(maxBatch: definition.model.batch, maxWait: definition.model.maxWait))
+        let plan: PipelinePlan
+        do {
+            plan = try PipelinePlan(card: card, loaded: .classifier(classifier), media: definition.source.media,
+                                    postprocessing: definition.postprocessing, overlayFolder: definition.overlay,
+                                    maskFolder: definition.masks)
+        } catch {
+            fail("\(pipeline): \(error)")
+        }
+        let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: definition.model.batch,
+                                                                   maxWait: definition.model.maxWait))
         // Ctrl-C or `sluice jobs cancel`: start no new item, finish and commit those in flight, write the
         // sinks, say where the job stopped.
         let interrupt = Interrupt()
         var cancelled = false
         var lastCancelCheck = Date()
-        let summary = try executor.run(inputs, media: definition.source.media, sink: sink,
-                                       progress: ProgressReporter(total: inputs.count, label: "items"),
+        let summary = try executor.run(inputs, sink: sink, observers: [ProgressBar(total: inputs.count, label: "items")],
                                        shouldStop: {
             if interrupt.requested { return true }
             if Date().timeIntervalSince(lastCancelCheck) >= 1 {
@@ -156,11 +168,6 @@ struct Run: ParsableCommand {
         })
         try sink.close()
         try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
-        if let overlay = definition.overlay, case .video(let sampling) = definition.source.media {
-            for failure in try runner.exportOverlays(folder: overlay, sampling: sampling) {
-                FileHandle.standardError.write(Data("sluice: \(failure)\n".utf8))
-            }
-        }
         let totals = try store.progress(job: job.id)
         if summary.stopped {
             let how = cancelled ? "cancelled" : "interrupted"
