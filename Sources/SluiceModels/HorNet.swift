@@ -68,7 +68,7 @@ public struct HorNetConfiguration: Codable, Sendable, Equatable {
     }
 }
 
-public struct HorNet: ImageClassifier {
+public struct HorNet: ImageClassifier, ImageBackbone {
     static let eps: Float = 1e-6
 
     struct Norm {
@@ -196,6 +196,17 @@ public struct HorNet: ImageClassifier {
 
     public var numClasses: Int { configuration.numClasses }
 
+    /// Channels of the four stages' outputs.
+    public var stageChannels: [Int] { configuration.dims }
+
+    /// The four stages' outputs [N, H/4, W/4, C0] … [N, H/32, W/32, C3], before any norm (segmentation
+    /// heads add their own per-stage norms).
+    public func features(_ input: Tensor) -> [Tensor] {
+        var outputs: [Tensor] = []
+        _ = runStages(input) { outputs.append($0) }
+        return outputs
+    }
+
     /// Every parameter of the official module tree, in `state_dict()` order, with its PyTorch shape.
     public static func parameterShapes(_ config: HorNetConfiguration) -> [(String, [Int])] {
         var shapes: [(String, [Int])] = []
@@ -305,6 +316,11 @@ public struct HorNet: ImageClassifier {
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects (sides divisible by 32).
     public func callAsFunction(_ input: Tensor) -> Tensor {
+        head(norm(Pooling.globalAverage(runStages(input, keep: nil))))
+    }
+
+    /// Runs the stem and the four stages, handing each stage's output to `keep`; the last stage's output.
+    func runStages(_ input: Tensor, keep: ((Tensor) -> Void)?) -> Tensor {
         precondition(input.rank == 4 && input.shape[3] == configuration.inChans,
                      "HorNet expects NHWC with \(configuration.inChans) channels, got \(input.shape)")
         var x = stem(input)
@@ -326,8 +342,9 @@ public struct HorNet: ImageClassifier {
                 x = downsampleConvs[stage - 1](x)
             }
             runStage(stage, &x)
+            keep?(x)
         }
-        return head(norm(Pooling.globalAverage(x)))
+        return x
     }
 
     /// The blocks of one stage on x [N, H, W, C], in chunks of whole images.

@@ -81,7 +81,7 @@ public struct ViGHConfiguration: Codable, Sendable, Equatable {
     public static let officialNames = ["vig_h_tiny", "vig_h_small", "vig_h_base"]
 }
 
-public struct ViGH: ImageClassifier {
+public struct ViGH: ImageClassifier, ImageBackbone {
     static let layerNormEps: Float = 1e-5
 
     struct Block {
@@ -230,6 +230,21 @@ public struct ViGH: ImageClassifier {
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects.
     public func callAsFunction(_ input: Tensor) -> Tensor {
+        head(Pooling.globalAverage(classifierNorm(runStages(input, keep: nil))))
+    }
+
+    /// Channels of the stages' outputs.
+    public var stageChannels: [Int] { configuration.dims }
+
+    /// Each stage's output after its blocks, before its downsampling: [N, H/4, W/4, dims[0]] and so on.
+    public func features(_ input: Tensor) -> [Tensor] {
+        var outputs: [Tensor] = []
+        _ = runStages(input) { outputs.append($0) }
+        return outputs
+    }
+
+    /// The stem and the stages, handing each stage's block output to `keep`; the last stage's output.
+    func runStages(_ input: Tensor, keep: ((Tensor) -> Void)?) -> Tensor {
         precondition(input.rank == 4 && input.shape[3] == configuration.inChans,
                      "ViG-H expects NHWC with \(configuration.inChans) channels, got \(input.shape)")
         var x = stemNorm1(stemConv1(input))
@@ -240,9 +255,10 @@ public struct ViGH: ImageClassifier {
             var tokens = x.reshaped([n * h * w, c])
             for block in stage.blocks { tokens = run(block, tokens, images: n, height: h, width: w) }
             x = tokens.reshaped([n, h, w, c])
+            keep?(x)
             if let down = stage.downsample { x = down.norm(down.conv(x)) }
         }
-        return head(Pooling.globalAverage(classifierNorm(x)))
+        return x
     }
 
     /// One VSSBlock on tokens [N·H·W, C] (row-major raster order per image).
