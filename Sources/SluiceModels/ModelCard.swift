@@ -11,11 +11,10 @@ public struct ModelCard: Sendable {
     public var preprocessing: Preprocessing
     public var task: ModelTask = .imageClassification
     public var labels: LabelSet
-    /// Official parameter names and PyTorch shapes.
-    public var parameterShapes: [(String, [Int])]
     /// Keys a checkpoint may carry that inference does not use.
     public var ignoredKeySuffixes: [String]
-    let build: @Sendable ([String: Tensor]) -> any ImageClassifier
+    /// Builds the model, asking the reader for every weight by its official name.
+    let construct: @Sendable (WeightReader) throws -> any ImageClassifier
     /// Maps a checkpoint's key names to the official ones before validation (e.g. a re-release that
     /// renamed modules); identity by default.
     public var normalizeKeys: @Sendable (StateDict) throws -> StateDict = { $0 }
@@ -23,16 +22,34 @@ public struct ModelCard: Sendable {
     /// What the model takes in: every card registered today is a classifier on a square crop.
     public var input: InputSpec { .crop(preprocessing) }
 
+    /// Official parameter names and PyTorch shapes, in `state_dict()` order (recorded by building the model).
+    public var parameterShapes: [(String, [Int])] {
+        (try? WeightReader.parameterShapes(construct)) ?? []
+    }
+
+    /// Builds the model from `weights`, then throws one error listing every missing, mis-shaped and
+    /// unexpected tensor, if any.
+    public func build(_ weights: WeightReader, source: String = "weights") throws -> any ImageClassifier {
+        let model = try construct(weights)
+        try weights.finish(model: name, source: source)
+        return model
+    }
+
     public func makeClassifier(weights: [String: Tensor]) throws -> any ImageClassifier {
-        try WeightCheck.validate(weights, against: self)
-        return build(weights)
+        try build(WeightReader(weights, ignoredKeySuffixes: ignoredKeySuffixes))
     }
 
     /// Normalises the key names of a checkpoint, validates it and builds the model.
     public func makeClassifier(stateDict: StateDict, source: String = "weights") throws -> any ImageClassifier {
-        let tensors = try normalizeKeys(stateDict).tensors
-        try WeightCheck.validate(tensors, against: self, source: source)
-        return build(tensors)
+        try build(WeightReader(sanitize(stateDict).tensors, ignoredKeySuffixes: ignoredKeySuffixes), source: source)
+    }
+
+    /// A checkpoint under official key names: without DataParallel's `module.` prefix, then through the
+    /// family's renames (`normalizeKeys`).
+    public func sanitize(_ stateDict: StateDict) throws -> StateDict {
+        var dict = stateDict
+        if !dict.isEmpty && dict.keys.allSatisfy({ $0.hasPrefix("module.") }) { dict = try dict.removingPrefix("module.") }
+        return try normalizeKeys(dict)
     }
 }
 
@@ -60,9 +77,8 @@ public enum ModelRegistry {
         return ModelCard(name: name, family: "efficientnet_lite",
                          reference: "efficientnet_lite_pytorch/model.py (PyPI efficientnet-lite-pytorch 0.1.0)",
                          preprocessing: preprocessing, labels: .imageNet1k,
-                         parameterShapes: EfficientNetLite.parameterShapes(config),
                          ignoredKeySuffixes: ["num_batches_tracked"],
-                         build: { EfficientNetLite(configuration: config, weights: $0) })
+                         construct: { EfficientNetLite(configuration: config, weights: $0) })
     }
 }
 
@@ -74,8 +90,8 @@ extension ModelRegistry {
         let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "imagenet21k", labels: [])
         return ModelCard(name: name, family: "hornet", reference: "hornet.py (github.com/raoyongming/HorNet)",
                          preprocessing: .imageNet, labels: labels,
-                         parameterShapes: HorNet.parameterShapes(config), ignoredKeySuffixes: [],
-                         build: { HorNet(configuration: config, weights: $0) },
+                         ignoredKeySuffixes: [],
+                         construct: { HorNet(configuration: config, weights: $0.tensors(HorNet.parameterShapes(config))) },
                          normalizeKeys: { try HorNet.sanitize($0) })
     }
 }
@@ -101,23 +117,9 @@ public enum ModelError: Error, CustomStringConvertible {
 /// Checks a state dict against a model's parameter list and reports every problem at once.
 public enum WeightCheck {
     public static func problems(_ weights: [String: Tensor], against card: ModelCard) -> [String] {
-        var problems: [String] = []
-        var expected = Set<String>()
-        for (key, shape) in card.parameterShapes {
-            expected.insert(key)
-            guard let tensor = weights[key] else { problems.append("missing \(key) \(shape)"); continue }
-            if tensor.shape != shape { problems.append("\(key) has shape \(tensor.shape), expected \(shape)") }
-        }
-        let unexpected = weights.keys.filter { key in
-            !expected.contains(key) && !card.ignoredKeySuffixes.contains(where: { key.hasSuffix($0) })
-        }.sorted()
-        problems += unexpected.map { "unexpected \($0)" }
-        return problems
-    }
-
-    public static func validate(_ weights: [String: Tensor], against card: ModelCard, source: String = "weights") throws {
-        let found = problems(weights, against: card)
-        if !found.isEmpty { throw ModelError.weightsMismatch(model: card.name, source: source, problems: found) }
+        let reader = WeightReader(weights, ignoredKeySuffixes: card.ignoredKeySuffixes)
+        _ = try? card.construct(reader)
+        return reader.problems
     }
 }
 

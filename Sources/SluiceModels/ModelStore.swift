@@ -34,10 +34,10 @@ public struct ModelStore: Sendable {
     public func importCheckpoint(_ source: URL, model: String) throws -> ImportSummary {
         let card = try ModelRegistry.card(named: model)
         let format = try Checkpoint.format(of: source)
-        let stateDict = try card.normalizeKeys(Checkpoint.load(source))
-        let tensors = stateDict.tensors
-        try WeightCheck.validate(tensors, against: card, source: source.path)
-        let ordered = card.parameterShapes.map { ($0.0, tensors[$0.0]!) }
+        let stateDict = try card.sanitize(Checkpoint.load(source))
+        let reader = WeightReader(stateDict.tensors, ignoredKeySuffixes: card.ignoredKeySuffixes)
+        _ = try card.build(reader, source: source.path)
+        let ordered = try reader.declared.map { ($0.0, try stateDict.tensor($0.0)) }
         try FileManager.default.createDirectory(at: modelsDirectory, withIntermediateDirectories: true)
         let metadata = ["model": model, "family": card.family, "source": source.lastPathComponent,
                         "format": format.rawValue]
@@ -70,8 +70,6 @@ public struct ModelStore: Sendable {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw ModelError.noWeights(model: model, searched: url.path)
         }
-        let stateDict = try card.normalizeKeys(Checkpoint.load(url))
-        try WeightCheck.validate(stateDict.tensors, against: card, source: url.path)
-        return (card, card.build(stateDict.tensors))
+        return (card, try card.makeClassifier(stateDict: Checkpoint.load(url), source: url.path))
     }
 }

@@ -396,8 +396,8 @@ extension ModelRegistry {
         let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "classes\(config.numClasses)", labels: [])
         return ModelCard(name: name, family: "vig", reference: "classification/models/vig.py (github.com/hustvl/ViG)",
                          preprocessing: .imageNet, labels: labels,
-                         parameterShapes: ViG.parameterShapes(config), ignoredKeySuffixes: [],
-                         build: { ViG(configuration: config, weights: $0) },
+                         ignoredKeySuffixes: [],
+                         construct: { ViG(configuration: config, weights: $0.tensors(ViG.parameterShapes(config))) },
                          normalizeKeys: { try ViG.sanitize($0) })
     }
 }

@@ -262,8 +262,8 @@ extension ModelRegistry {
         let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "classes\(config.numClasses)", labels: [])
         return ModelCard(name: name, family: "vig_h", reference: "classification/models/vig_h.py (github.com/hustvl/ViG)",
                          preprocessing: .imageNet, labels: labels,
-                         parameterShapes: ViGH.parameterShapes(config), ignoredKeySuffixes: [],
-                         build: { ViGH(configuration: config, weights: $0) },
+                         ignoredKeySuffixes: [],
+                         construct: { ViGH(configuration: config, weights: $0.tensors(ViGH.parameterShapes(config))) },
                          normalizeKeys: { try ViGH.sanitize($0) })
     }
 }
