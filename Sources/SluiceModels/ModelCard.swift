@@ -86,12 +86,15 @@ extension ModelRegistry {
     /// HorNet cards: official constructors at 224, torchvision-style ImageNet preprocessing (Resize 256
     /// bicubic, CenterCrop 224, ImageNet mean/std, as the official `datasets.py` evaluates below 384).
     static func horNet(name: String) -> ModelCard {
-        let config = HorNetConfiguration.named(name)!
+        horNetCard(name: name, configuration: HorNetConfiguration.named(name)!)
+    }
+
+    public static func horNetCard(name: String, configuration config: HorNetConfiguration) -> ModelCard {
         let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "imagenet21k", labels: [])
         return ModelCard(name: name, family: "hornet", reference: "hornet.py (github.com/raoyongming/HorNet)",
                          preprocessing: .imageNet, labels: labels,
                          ignoredKeySuffixes: [],
-                         construct: { HorNet(configuration: config, weights: $0.tensors(HorNet.parameterShapes(config))) },
+                         construct: { HorNet(configuration: config, weights: $0) },
                          normalizeKeys: { try HorNet.sanitize($0) })
     }
 }

@@ -108,4 +108,63 @@ final class WeightReaderTests: XCTestCase {
         XCTAssertEqual(card.parameterShapes.map(\.0), official.map(\.key))
         XCTAssertEqual(card.parameterShapes.map(\.1), official.map(\.tensor.shape))
     }
+
+    // MARK: HorNet
+
+    /// The committed torch.save({'model': state_dict}) checkpoint of the smallest HorNet case.
+    static func hornetCheckpoint() throws -> (HorNetConfiguration, StateDict) {
+        let item = try HorNetTests.namedCase("smallest_checkpoint")
+        return (item.configuration, try Checkpoint.load(try HorNetTests.fixture(item.weights)))
+    }
+
+    func testHorNetCheckpointProblemsAreAllThrownTogether() throws {
+        let (config, good) = try Self.hornetCheckpoint()
+        var bad = good
+        bad.removeValue(forKey: "stages.1.0.gnconv.pws.0.bias")
+        bad.set(Tensor(zeros: [64, 8]), forKey: "stages.3.0.gnconv.dwconv.complex_weight")
+        bad.set(Tensor(zeros: [7]), forKey: "head.extra")
+        // Under DataParallel's prefix too: the card strips it before anything else.
+        let wrapped = try bad.renamingKeys { "module." + $0 }
+        let reader = WeightReader(try HorNet.sanitize(bad).tensors)
+        _ = HorNet(configuration: config, weights: reader)
+        let expected = ["missing stages.1.0.gnconv.pws.0.bias [8]",
+                        "stages.3.0.gnconv.dwconv.complex_weight has shape [64, 8], expected [62, 2, 2, 2]",
+                        "unexpected head.extra"]
+        XCTAssertEqual(reader.problems, expected)
+        XCTAssertEqual(Self.problems({ try HorNet.card(config).makeClassifier(stateDict: wrapped, source: "bad.pth") },
+                                     model: "hornet_reduced", source: "bad.pth"), expected)
+    }
+
+    func testModulePrefixedHorNetCheckpointLoadsWithTheSameLogits() throws {
+        let (config, good) = try Self.hornetCheckpoint()
+        let card = HorNet.card(config)
+        let plain = try card.makeClassifier(stateDict: good)
+        let unwrapped = try card.makeClassifier(stateDict: try good.renamingKeys { "module." + $0 })
+        let input = HorNetRecipe.input([1, 3, 64, 64]).nchwToNHWC()
+        let expected = plain(input)
+        XCTAssertGreaterThan(expected.data.map(abs).max() ?? 0, 0, "logits are all zero")
+        XCTAssertEqual(unwrapped(input), expected)
+    }
+
+    // MARK: Recorded lists against the reference checkpoints
+
+    /// Each family's recorded (key, shape) list is its committed reference checkpoint's, in file order.
+    func assertRecordedEqualsCheckpoint(_ recorded: [(String, [Int])], _ checkpoint: StateDict, _ name: String,
+                                        file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertFalse(recorded.isEmpty, name, file: file, line: line)
+        XCTAssertEqual(recorded.map(\.0), checkpoint.keys, name, file: file, line: line)
+        XCTAssertEqual(recorded.map(\.1), checkpoint.orderedTensors.map(\.tensor.shape), name, file: file, line: line)
+    }
+
+    func testHorNetRecordedParametersAreTheReferenceCheckpointsKeys() throws {
+        let (config, checkpoint) = try Self.hornetCheckpoint()
+        assertRecordedEqualsCheckpoint(HorNet.card(config).parameterShapes, checkpoint, "hornet smallest_checkpoint")
+    }
+}
+
+extension HorNet {
+    /// A card for a test configuration, as the registry makes the official ones.
+    static func card(_ config: HorNetConfiguration) -> ModelCard {
+        ModelRegistry.horNetCard(name: "hornet_reduced", configuration: config)
+    }
 }
