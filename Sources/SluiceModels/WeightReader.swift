@@ -91,9 +91,4 @@ public struct WeightReader {
         let found = problems
         if !found.isEmpty { throw ModelError.weightsMismatch(model: model, source: source, problems: found) }
     }
-
-    /// Transitional: every listed tensor at once, for families not yet reading their weights one by one.
-    func tensors(_ shapes: [(String, [Int])]) -> [String: Tensor] {
-        Dictionary(shapes.map { ($0.0, self($0.0, $0.1)) }, uniquingKeysWith: { first, _ in first })
-    }
 }

@@ -160,6 +160,23 @@ final class WeightReaderTests: XCTestCase {
         let (config, checkpoint) = try Self.hornetCheckpoint()
         assertRecordedEqualsCheckpoint(HorNet.card(config).parameterShapes, checkpoint, "hornet smallest_checkpoint")
     }
+
+    func testViGRecordedParametersAreTheReferenceCheckpointsKeys() throws {
+        let (configurations, _) = try ViGTests.manifest()
+        XCTAssertEqual(configurations.count, 2)
+        for (name, item) in configurations {
+            let checkpoint = try Checkpoint.load(try ViGTests.fixture(item.weights))
+            assertRecordedEqualsCheckpoint(ViGTests.card(name, item.configuration).parameterShapes, checkpoint, name)
+        }
+    }
+
+    /// ViG-H's reference checkpoint holds the previous training code's names: compared after the card's sanitising.
+    func testViGHRecordedParametersAreTheReferenceCheckpointsKeys() throws {
+        let item = try ViGHTests.namedCase("h_legacy_checkpoint")
+        let card = ModelRegistry.vigHCard(name: item.name, configuration: item.configuration)
+        let checkpoint = try card.sanitize(try Checkpoint.load(try ViGHTests.fixture(item.weights)))
+        assertRecordedEqualsCheckpoint(card.parameterShapes, checkpoint, item.name)
+    }
 }
 
 extension HorNet {
