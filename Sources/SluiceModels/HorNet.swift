@@ -197,13 +197,13 @@ public struct HorNet: ImageClassifier {
 
     public var numClasses: Int { configuration.numClasses }
 
-    /// Official key names from mmpretrain's re-release (`backbone.` prefix, `norm3` for the final norm, `gnconv.projs` for `gnconv.pws`,
-    /// `gammaN.weight` (LayerScale modules) for `gammaN`, `head.fc.` for `head.`).
+    /// Official key names from mmpretrain's re-release (`backbone.` prefix, `norm3` for the final norm,
+    /// `gnconv.projs` for `gnconv.pws`, `gammaN.weight` (LayerScale modules) for `gammaN`, `head.fc.` for
+    /// `head.`). The card strips DataParallel's `module.` before.
     public static func sanitize(_ stateDict: StateDict) throws -> StateDict {
-        let dict = stateDict
-        let mmpretrain = dict.keys.contains { $0.hasPrefix("backbone.") || $0.hasPrefix("head.fc.") }
-        guard mmpretrain else { return dict }
-        return try dict.renamingKeys { key -> String? in
+        let mmpretrain = stateDict.keys.contains { $0.hasPrefix("backbone.") || $0.hasPrefix("head.fc.") }
+        guard mmpretrain else { return stateDict }
+        return try stateDict.renamingKeys { key -> String? in
             if key.hasPrefix("head.fc.") { return "head." + key.dropFirst("head.fc.".count) }
             guard key.hasPrefix("backbone.") else { return key }
             var k = String(key.dropFirst("backbone.".count))

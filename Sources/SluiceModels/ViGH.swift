@@ -113,8 +113,9 @@ public struct ViGH: ImageClassifier {
     static let linear2dSuffixes = ["op.qkv_proj.weight", "op.gk_proj.0.weight", "op.gk_proj.1.weight",
                                    "op.g_proj.weight", "mlp.fc1.weight", "mlp.fc2.weight"]
 
-    /// Official key names from a checkpoint as HierViG loads it: `HierViG._load_from_state_dict`'s renames of the previous training code's names (prefix matches,
-    /// in its order: patch_embed.proj → patch_embed.0, patch_embed.norm → patch_embed.2,
+    /// Official key names from a checkpoint as HierViG loads it (after the card strips DataParallel's
+    /// `module.`): `HierViG._load_from_state_dict`'s renames of the previous training code's names (prefix
+    /// matches, in its order: patch_embed.proj → patch_embed.0, patch_embed.norm → patch_embed.2,
     /// layers.i.blocks.j.ln_1 → .norm, .self_attention → .op, norm → classifier.norm, head →
     /// classifier.head), and Linear2d weights viewed as [out, in] (`Linear2d._load_from_state_dict`).
     public static func sanitize(_ stateDict: StateDict) throws -> StateDict {
