@@ -352,7 +352,7 @@ struct Benchmark: ParsableCommand {
     func run() throws {
         threadOptions.apply()
         let (card, classifier) = loadClassifier(model, weights: weights)
-        let side = size ?? card.preprocessing.cropSize
+        let side = size ?? card.input.image.fixedSide ?? 512
         // Seeded: reproducible input, and no getrandom system call per value (3M of them at 1024 px).
         var generator = SplitMix64(seed: 1)
         let input = Tensor(shape: [batch, side, side, 3],
