@@ -171,17 +171,7 @@ public struct LabelSet: Sendable {
 
     public init(name: String, labels: [String]) { self.name = name; self.labels = labels }
 
-    public static let imageNet1k: LabelSet = {
-        guard let url = Bundle.module.url(forResource: "imagenet1k_labels", withExtension: "tsv"),
-              let text = try? String(contentsOf: url, encoding: .utf8) else {
-            return LabelSet(name: "imagenet1k", labels: [])
-        }
-        let labels = text.split(separator: "\n").map { line -> String in
-            let fields = line.split(separator: "\t", maxSplits: 1)
-            return fields.count == 2 ? String(fields[1]) : String(line)
-        }
-        return LabelSet(name: "imagenet1k", labels: labels)
-    }()
+    public static let imageNet1k = LabelSet(name: "imagenet1k", labels: imageNet1kLabels)
 
     public func label(_ index: Int) -> String { index < labels.count ? labels[index] : "class \(index)" }
 }

@@ -20,19 +20,25 @@ struct Probe: ParsableCommand {
                                visibility: .hidden))
     var fps: Double?
 
-    func run() throws {
-        var outputSize = VideoOutputSize.none
-        if let size {
-            if size == "native" {
-                outputSize = .native
-            } else {
-                let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
-                guard parts.count == 2, parts[0] > 0, parts[1] > 0 else { fail("--size wants WxH, e.g. 224x224, got \(size)") }
-                outputSize = .size(width: parts[0], height: parts[1])
-            }
+    func validate() throws {
+        _ = try outputSize()
+        guard threads >= 1 else { throw CommandError("--threads must be at least 1") }
+        if let fps, !(fps > 0) { throw CommandError("--fps must be positive") }
+    }
+
+    /// The --size option as a conversion target.
+    func outputSize() throws(CommandError) -> VideoOutputSize {
+        guard let size else { return .none }
+        if size == "native" { return .native }
+        let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] > 0, parts[1] > 0 else {
+            throw CommandError("--size wants WxH, e.g. 224x224, got \(size)")
         }
-        guard threads >= 1 else { fail("--threads must be at least 1") }
-        if let fps, !(fps > 0) { fail("--fps must be positive") }
+        return .size(width: parts[0], height: parts[1])
+    }
+
+    func run() throws {
+        let outputSize = try outputSize()
         var probed = 0
         for file in files {
             let report = VideoProbe.probe(file, decode: decode, size: outputSize, threads: threads, sampleFPS: fps)
