@@ -40,6 +40,7 @@ let package = Package(
         .executableTarget(name: "sluice", dependencies: [
             "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fastMath),
 
         // The repository, the real weights and the built binary, for every test target.

@@ -1,21 +1,17 @@
 import Foundation
 import SluiceTensor
 
-/// Imported weights live in `$SLUICE_HOME/models` (default `~/.local/share/sluice/models`) as
+/// Imported weights live in `HOME/models` (the CLI's `$SLUICE_HOME`, default `~/.local/share/sluice`) as
 /// `NAME.safetensors` (official key names, float32) and `NAME.json` (what was imported from where).
 public struct ModelStore: Sendable {
     public let home: URL
     public var modelsDirectory: URL { home.appendingPathComponent("models", isDirectory: true) }
 
+    /// The store under `home` (the command line passes `$SLUICE_HOME`); by default
+    /// `~/.local/share/sluice`. The library reads no environment.
     public init(home: URL? = nil) {
-        if let home {
-            self.home = home
-        } else if let env = ProcessInfo.processInfo.environment["SLUICE_HOME"], !env.isEmpty {
-            self.home = URL(fileURLWithPath: env, isDirectory: true)
-        } else {
-            self.home = FileManager.default.homeDirectoryForCurrentUser
-                .appendingPathComponent(".local/share/sluice", isDirectory: true)
-        }
+        self.home = home ?? FileManager.default.homeDirectoryForCurrentUser
+            .appendingPathComponent(".local/share/sluice", isDirectory: true)
     }
 
     public func weightsURL(for model: String) -> URL { modelsDirectory.appendingPathComponent("\(model).safetensors") }

@@ -14,17 +14,17 @@ public enum Parallel {
     nonisolated(unsafe) private static var initialised = false
     nonisolated(unsafe) private static var pool: WorkerPool?
 
-    /// Number of worker threads the kernels use (default: all cores, or SLUICE_THREADS).
+    /// Number of worker threads the kernels use (default: all cores).
     public static var threads: Int {
         if !initialised { configure(threads: nil) }
         return configuredThreads
     }
 
-    /// Sets the thread count for Sluice kernels and OpenBLAS; nil means SLUICE_THREADS or all cores.
+    /// Sets the thread count for Sluice kernels and OpenBLAS; nil (or 0) means all cores. The command
+    /// line resolves `--threads` and SLUICE_THREADS into this; the library reads no environment.
     /// Call before starting work, not while kernels run.
     public static func configure(threads requested: Int?) {
         var count = requested ?? 0
-        if count <= 0, let env = getenvString("SLUICE_THREADS"), let parsed = Int(env), parsed > 0 { count = parsed }
         if count <= 0 { count = max(1, activeProcessorCount()) }
         configuredThreads = count
         initialised = true
@@ -59,9 +59,5 @@ public enum Parallel {
 import Glibc
 #endif
 import Foundation
-
-private func getenvString(_ name: String) -> String? {
-    ProcessInfo.processInfo.environment[name]
-}
 
 private func activeProcessorCount() -> Int { ProcessInfo.processInfo.activeProcessorCount }

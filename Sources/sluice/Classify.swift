@@ -46,10 +46,7 @@ struct Classify: ParsableCommand {
         let summary = try executor.run(items, sink: sink, observers: [ProgressBar(total: items.count, label: unit)])
         try sink.close()
         let frames = fps == nil ? "" : String(format: " (%d frames, %.1f frames/s)", summary.frames, summary.framesPerSecond)
-        let line = String(format: "classified %d %@ with %@: %d failed, %.1f %@/s%@ (%d threads)\n",
-                          summary.items, unit, card.name, summary.failures, summary.itemsPerSecond, unit, frames,
-                          Parallel.threads)
-        FileHandle.standardError.write(Data(line.utf8))
+        log.info("\(String(format: "classified %d %@ with %@: %d failed, %.1f %@/s%@ (%d threads)", summary.items, unit, card.name, summary.failures, summary.itemsPerSecond, unit, frames, Parallel.threads))")
         if strict && summary.failures > 0 { throw ExitCode.itemsFailed }
     }
 }

@@ -14,7 +14,7 @@ struct Models: ParsableCommand {
 
         func run() throws {
             do {
-                let summary = try ModelStore().importCheckpoint(URL(fileURLWithPath: file), model: model)
+                let summary = try Configuration.current.modelStore.importCheckpoint(URL(fileURLWithPath: file), model: model)
                 print("imported \(model) from \(file) (\(summary.format)): \(summary.tensorCount) tensors, "
                       + "\(summary.parameterCount) parameters -> \(summary.weights.path)")
             } catch {
@@ -26,7 +26,7 @@ struct Models: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List registered models and imported weights.")
         func run() throws {
-            let store = ModelStore()
+            let store = Configuration.current.modelStore
             for card in ModelRegistry.cards {
                 let imported = FileManager.default.fileExists(atPath: store.weightsURL(for: card.name).path)
                 print("\(card.name)\t\(card.family)\t\(imported ? "imported" : "not imported")")

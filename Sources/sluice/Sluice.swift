@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SluiceModels
 import SluiceTensor
 
@@ -13,6 +14,7 @@ struct Sluice: ParsableCommand {
     /// ArgumentParser's main, except that a `CommandError`, thrown from a command's `run()` or
     /// `validate()`, ends the process with its one line and status 1.
     static func main() {
+        LoggingSystem.bootstrap { _ in StderrLogHandler() }
         var command: any ParsableCommand
         do {
             command = try parseAsRoot()
@@ -38,6 +40,9 @@ struct Sluice: ParsableCommand {
     }
 }
 
+/// Messages to the user that are not records: one line each on stderr.
+let log = Logger(label: "sluice")
+
 /// A failure of the whole command (not of one item): the root prints it as `sluice: error: MESSAGE`
 /// and exits with status 1.
 struct CommandError: Error, CustomStringConvertible {
@@ -49,7 +54,7 @@ struct CommandError: Error, CustomStringConvertible {
 /// The named model with weights from FILE or the model store, whatever its task.
 func loadModel(_ model: String, weights: String?) throws(CommandError) -> (ModelCard, LoadedModel) {
     do {
-        return try ModelStore().load(model, weights: weights.map { URL(fileURLWithPath: $0) })
+        return try Configuration.current.modelStore.load(model, weights: weights.map { URL(fileURLWithPath: $0) })
     } catch {
         throw CommandError("\(error)")
     }
@@ -58,7 +63,7 @@ func loadModel(_ model: String, weights: String?) throws(CommandError) -> (Model
 /// The named classifier (commands that need logits: `infer`, `benchmark`).
 func loadClassifier(_ model: String, weights: String?) throws(CommandError) -> (ModelCard, any ImageClassifier) {
     do {
-        return try ModelStore().loadClassifier(model, weights: weights.map { URL(fileURLWithPath: $0) })
+        return try Configuration.current.modelStore.loadClassifier(model, weights: weights.map { URL(fileURLWithPath: $0) })
     } catch {
         throw CommandError("\(error)")
     }
@@ -67,7 +72,7 @@ func loadClassifier(_ model: String, weights: String?) throws(CommandError) -> (
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Worker threads for kernels and OpenBLAS (default: SLUICE_THREADS or all cores).")
     var threads: Int?
-    func apply() { Parallel.configure(threads: threads) }
+    func apply() { Configuration.apply(threads: threads) }
 }
 
 /// The exit statuses that `sluice run --help` documents (1 is a `CommandError`).
