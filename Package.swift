@@ -1,11 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds get AVX2/FMA code generation and no overflow/bounds traps in the numeric code
-// (see ../shared/docs/platform-notes.md §5); debug builds stay portable and checked.
-let fastMath: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-Xcc", "-march=x86-64-v3"], .when(configuration: .release)),
-]
+// Release builds get AVX2/FMA code generation everywhere (see ../shared/docs/platform-notes.md §5).
+// Only the numeric kernels (SluiceTensor) also drop overflow and bounds traps: every other module
+// parses untrusted bytes (image and video containers, EXIF, checkpoints, NPY, YAML) or calls the
+// kernels, and keeps its checks. Debug builds stay portable and checked.
+let avx2: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v3"], .when(configuration: .release))]
+let kernels: [SwiftSetting] = avx2 + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "Sluice",
@@ -28,25 +29,25 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
-        .target(name: "SluiceTensor", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
+        .target(name: "SluiceTensor", dependencies: ["COpenBLAS"], swiftSettings: kernels),
         .target(name: "SluiceMedia", dependencies: ["SluiceTensor", "CPNG", "CTurboJPEG", "CFFmpeg"],
-                swiftSettings: fastMath),
-        .target(name: "SluiceModels", dependencies: ["SluiceTensor", "SluiceMedia", "ZIPFoundation"], swiftSettings: fastMath),
+                swiftSettings: avx2),
+        .target(name: "SluiceModels", dependencies: ["SluiceTensor", "SluiceMedia", "ZIPFoundation"], swiftSettings: avx2),
         .target(name: "SluicePipeline", dependencies: ["SluiceTensor", "SluiceMedia", "SluiceModels",
                                                        .product(name: "Yams", package: "Yams"),
                                                        .product(name: "CoreMetrics", package: "swift-metrics")],
-                swiftSettings: fastMath),
+                swiftSettings: avx2),
         .target(name: "SluiceJobs", dependencies: ["SluicePipeline", .product(name: "GRDB", package: "GRDB.swift")]),
         .executableTarget(name: "sluice", dependencies: [
             "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: fastMath),
+        ], swiftSettings: avx2),
 
         // The repository, the real weights and the built binary, for every test target.
         .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport"),
-        .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia", "SluiceTestSupport"],
+        .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor", "SluiceModels"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia", "SluiceModels", "SluiceTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels", "SluiceTestSupport"],
                     resources: [.copy("Fixtures")]),

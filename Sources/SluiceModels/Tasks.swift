@@ -63,16 +63,8 @@ public struct ClassMap: Sendable, Equatable {
     /// The arg-max class of each pixel of logits [1, H, W, C] (the first of equal maxima, as torch.argmax).
     public init(argmaxOf logits: Tensor) {
         precondition(logits.rank == 4 && logits.shape[0] == 1, "expected logits [1, H, W, C], got \(logits.shape)")
-        let (h, w, c) = (logits.shape[1], logits.shape[2], logits.shape[3])
-        var classes = [UInt16](repeating: 0, count: h * w)
-        logits.data.withUnsafeBufferPointer { x in
-            for p in 0..<(h * w) {
-                var best = 0, bestValue = x[p * c]
-                for k in 1..<max(c, 1) where x[p * c + k] > bestValue { best = k; bestValue = x[p * c + k] }
-                classes[p] = UInt16(best)
-            }
-        }
-        self.init(width: w, height: h, classes: classes)
+        self.init(width: logits.shape[2], height: logits.shape[1],
+                  classes: logits.argmaxLastAxis().map { UInt16(truncatingIfNeeded: $0) })
     }
 }
 

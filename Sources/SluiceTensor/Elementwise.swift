@@ -25,6 +25,28 @@ extension Tensor {
                 .map { (index: $0.offset, value: $0.element) }
         }
     }
+
+    /// The index of the largest entry of each row over the last axis (the first of equal maxima, as
+    /// torch.argmax), e.g. a class per pixel of [1, H, W, classes] logits.
+    public func argmaxLastAxis() -> [Int] {
+        let n = Swift.max(shape.last ?? 1, 1)
+        let rows = count / n
+        var result = [Int](repeating: 0, count: rows)
+        data.withUnsafeBufferPointer { x in
+            result.withUnsafeMutableBufferPointer { out in
+                let (xs, os) = (UnsafeSendable(x.baseAddress!), UnsafeSendable(out.baseAddress!))
+                Parallel.forEachChunk(rows, minChunk: 4096) { range in
+                    for row in range {
+                        let values = xs.value + row * n
+                        var best = 0, bestValue = values[0]
+                        for k in 1..<n where values[k] > bestValue { best = k; bestValue = values[k] }
+                        os.value[row] = best
+                    }
+                }
+            }
+        }
+        return result
+    }
 }
 
 extension Tensor {

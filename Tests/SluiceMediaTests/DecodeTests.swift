@@ -4,6 +4,7 @@
 @preconcurrency import Glibc
 #endif
 import Foundation
+import SluiceModels
 import SluiceTensor
 import XCTest
 @testable import SluiceMedia

@@ -1,6 +1,7 @@
 // Normalisation into NHWC float32 tensors, single images and batch slots.
 
 import Foundation
+import SluiceModels
 import SluiceTensor
 import XCTest
 @testable import SluiceMedia

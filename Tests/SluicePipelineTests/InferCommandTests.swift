@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import SluiceTestSupport
+import SluiceModels
 import SluiceTensor
 
 /// `sluice models import` then `sluice infer` reproduce the official logits (tensor-level parity).

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SluiceModels
 import SluiceTensor
 
 /// The float32 parity bound the project holds every kernel to: max |actual - expected| / max |expected|.

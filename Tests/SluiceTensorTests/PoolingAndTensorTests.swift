@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SluiceModels
 import SluiceTensor
 
 /// Pooling (F.max_pool2d / F.avg_pool2d / adaptive average), permutes and the .npy reader.
@@ -65,6 +66,22 @@ final class PoolingAndTensorTests: XCTestCase {
         let vector = Tensor(shape: [3], data: [1, 2, 3])
         XCTAssertEqual(try NPY.decode(NPY.encode(vector)), vector)
         XCTAssertEqual((NPY.encode(expected).count - expected.count * 4) % 64, 0, "header padded to 64 bytes")
+    }
+
+    /// A header whose shape is negative or overflows is one error, not a trap.
+    func testNPYRejectsImpossibleShapes() {
+        func npy(shape: String) -> Data {
+            let header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }\n"
+            let length = UInt16(header.utf8.count)
+            return Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xff), UInt8(length >> 8)]
+                        + Array(header.utf8) + [UInt8](repeating: 0, count: 16))
+        }
+        XCTAssertEqual(try NPY.decode(npy(shape: "(2, 2)")).shape, [2, 2])
+        for shape in ["(-1, 4)", "(4611686018427387904, 4)", "(3, 3)"] {
+            XCTAssertThrowsError(try NPY.decode(npy(shape: shape)), shape) { error in
+                XCTAssertTrue("\(error)".hasPrefix("not a .npy array"), "\(error)")
+            }
+        }
     }
 
     func testMaxRelativeErrorDetectsDifferences() {

@@ -1,7 +1,9 @@
 import Foundation
+import SluiceTensor
 
 /// NumPy `.npy` (format 1.0-3.0) reading and writing: the exchange format for fixtures and for
-/// `sluice infer`. Reads little-endian float32/float16/float64 and integer arrays as float32, C order.
+/// `sluice infer`. It parses untrusted bytes, so it lives here with the other checkpoint formats,
+/// compiled with bounds checks (SluiceTensor is built -Ounchecked). Reads little-endian float32/float16/float64 and integer arrays as float32, C order.
 public enum NPY {
     public enum Error: Swift.Error, CustomStringConvertible {
         case notNPY(String)
@@ -42,7 +44,12 @@ public enum NPY {
         let shapeText = try field("shape", in: header)
         let shape = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
             .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let count = shape.reduce(1, *)
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw Error.notNPY("negative dimension in shape \(shapeText)") }
+        let (count, overflow) = shape.reduce((1, false)) { partial, dimension in
+            let product = partial.0.multipliedReportingOverflow(by: dimension)
+            return (product.partialValue, partial.1 || product.overflow)
+        }
+        guard !overflow else { throw Error.notNPY("shape \(shapeText) is too large") }
         let dtype = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
         let payload = bytes[(headerStart + headerLength)...]
         let values = try convert(payload, dtype: dtype, count: count)
@@ -63,8 +70,8 @@ public enum NPY {
         case "u1", "i1", "b1": width = 1
         default: throw Error.unsupported("dtype \(dtype)")
         }
-        guard payload.count >= count * width else {
-            throw Error.notNPY("data holds \(payload.count) bytes, shape needs \(count * width)")
+        guard count <= payload.count / width else {
+            throw Error.notNPY("data holds \(payload.count) bytes, shape needs \(count) values of \(width) bytes")
         }
         return payload.withUnsafeBytes { raw in
             (0..<count).map { i -> Float in
