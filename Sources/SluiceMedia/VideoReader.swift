@@ -126,54 +126,54 @@ public struct VideoReaderOptions: Sendable {
 public final class VideoReader {
     public let path: String
     public let options: VideoReaderOptions
-    public private(set) var info: VideoInfo = .unknown
+    public internal(set) var info: VideoInfo = .unknown
     /// Why the last `frames(_:)` iteration ended early or was damaged; nil after a clean end.
-    public private(set) var finalError: VideoError?
+    public internal(set) var finalError: VideoError?
     /// Decode errors met so far (the decoder went on after each).
-    public private(set) var decodeErrorCount = 0
-    public private(set) var firstDecodeError: String?
+    public internal(set) var decodeErrorCount = 0
+    public internal(set) var firstDecodeError: String?
     /// Frames the decoder has output since opening (seeks included).
-    public private(set) var decodedFrameCount = 0
+    public internal(set) var decodedFrameCount = 0
 
     // FFmpeg state: owned here, freed in deinit.
-    private var format: UnsafeMutablePointer<AVFormatContext>?
-    private var codec: UnsafeMutablePointer<AVCodecContext>?
-    private var packet: UnsafeMutablePointer<AVPacket>?
-    private var decoded: UnsafeMutablePointer<AVFrame>?   // avcodec_receive_frame target
-    private var slotA: UnsafeMutablePointer<AVFrame>?     // held frames for nearest-timestamp sampling
-    private var slotB: UnsafeMutablePointer<AVFrame>?
-    private var scaler: OpaquePointer?
-    private var scalerKey: [Int] = []
-    private let deadline = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+    var format: UnsafeMutablePointer<AVFormatContext>?
+    var codec: UnsafeMutablePointer<AVCodecContext>?
+    var packet: UnsafeMutablePointer<AVPacket>?
+    var decoded: UnsafeMutablePointer<AVFrame>?   // avcodec_receive_frame target
+    var slotA: UnsafeMutablePointer<AVFrame>?     // held frames for nearest-timestamp sampling
+    var slotB: UnsafeMutablePointer<AVFrame>?
+    var scaler: OpaquePointer?
+    var scalerKey: [Int] = []
+    let deadline = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
 
-    private var stream: UnsafeMutablePointer<AVStream>?
-    private var streamIndex: Int32 = -1
-    private var timeBase = 0.0
-    private var startTS: Int64 = 0
-    private var defaultDuration = 0.0
+    var stream: UnsafeMutablePointer<AVStream>?
+    var streamIndex: Int32 = -1
+    var timeBase = 0.0
+    var startTS: Int64 = 0
+    var defaultDuration = 0.0
 
     // Decoding position.
-    private var inputEnded = false        // flush packet sent
-    private var decoderDrained = false
-    private var fatal: VideoError?        // stops reading (I/O error, timeout, encryption, truncation)
-    private var packetsRead = 0
-    private var lastPacketEnd = -1.0      // seconds, end of the latest packet read
-    private var readFromStart = true      // no seek since open: packet counts are comparable to nb_frames
-    private var nextIndex = 0
-    private var indexFromTable = false    // the next frame's index comes from ptsTable (after a seek)
-    private var lastTS: Int64 = Int64.min
-    private var ptsTable: [Int64]?        // sorted packet PTS of the stream (lazily, by a packet scan)
-    private var scannedEnd: Double?
+    var inputEnded = false        // flush packet sent
+    var decoderDrained = false
+    var fatal: VideoError?        // stops reading (I/O error, timeout, encryption, truncation)
+    var packetsRead = 0
+    var lastPacketEnd = -1.0      // seconds, end of the latest packet read
+    var readFromStart = true      // no seek since open: packet counts are comparable to nb_frames
+    var nextIndex = 0
+    var indexFromTable = false    // the next frame's index comes from ptsTable (after a seek)
+    var lastTS: Int64 = Int64.min
+    var ptsTable: [Int64]?        // sorted packet PTS of the stream (lazily, by a packet scan)
+    var scannedEnd: Double?
 
     // Sampling.
-    private var plan = Plan.all
-    private var tick = 0
-    private var previous: HeldFrame?      // in slotA/slotB
-    private var current: HeldFrame?
-    private var planStarted = false
-    private var planDone = false
+    var plan = Plan.all
+    var tick = 0
+    var previous: HeldFrame?      // in slotA/slotB
+    var current: HeldFrame?
+    var planStarted = false
+    var planDone = false
 
-    private enum Plan {
+    enum Plan {
         case all
         case every(Int)
         case ticks(step: Double?, list: [Double])   // step: k*step ticks (fps); else the list
@@ -181,7 +181,7 @@ public final class VideoReader {
         case seek(Double)
     }
 
-    private struct HeldFrame {
+    struct HeldFrame {
         var slot: UnsafeMutablePointer<AVFrame>
         var index: Int
         var pts: Double
@@ -228,7 +228,7 @@ public final class VideoReader {
 
     // MARK: Opening
 
-    private func open() throws(VideoError) {
+    func open() throws(VideoError) {
         if options.threads < 1 { throw .invalidArgument(file: path, detail: "threads must be ≥ 1, got \(options.threads)") }
         if case .size(let w, let h) = options.size, w < 1 || h < 1 {
             throw .invalidArgument(file: path, detail: "output size must be positive, got \(w)x\(h)")
@@ -370,15 +370,15 @@ public final class VideoReader {
         return ((Int((-angle / 90).rounded()) * 90 % 360) + 360) % 360
     }
 
-    private func armDeadline() {
+    func armDeadline() {
         deadline.pointee = options.readTimeout > 0 ? cff_monotonic_us() + Int64(options.readTimeout * 1_000_000) : 0
     }
-    private func disarmDeadline() { deadline.pointee = 0 }
+    func disarmDeadline() { deadline.pointee = 0 }
 
     // MARK: Decoding (one frame at a time into `decoded`)
 
     /// Decodes the next frame into `decoded`; false at the end of the stream (or after a fatal error).
-    private func decodeNext() -> Bool {
+    func decodeNext() -> Bool {
         guard let codec, let format, let packet, let decoded else { return false }
         while true {
             if decoderDrained { return false }
@@ -451,7 +451,7 @@ public final class VideoReader {
     }
 
     /// Index, PTS (seconds), duration and keyframe flag of the frame in `decoded`; advances the index.
-    private func stampDecoded() -> (index: Int, pts: Double, duration: Double, key: Bool) {
+    func stampDecoded() -> (index: Int, pts: Double, duration: Double, key: Bool) {
         let frame = decoded!.pointee
         var ts = frame.best_effort_timestamp
         if ts == cff_nopts_value() { ts = frame.pts }
@@ -473,410 +473,5 @@ public final class VideoReader {
         decodedFrameCount += 1
         let duration = frame.pkt_duration > 0 ? Double(frame.pkt_duration) * timeBase : defaultDuration
         return (index, seconds, duration, frame.key_frame != 0)
-    }
-
-    private func lowerBound(_ table: [Int64], _ value: Int64) -> Int {
-        var low = 0, high = table.count
-        while low < high {
-            let mid = (low + high) / 2
-            if table[mid] < value { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
-
-    // MARK: Conversion
-
-    /// Converts an AVFrame to an upright RGB image of the requested size.
-    private func convert(_ framePointer: UnsafeMutablePointer<AVFrame>) throws(VideoError) -> RGBImage {
-        let frame = framePointer.pointee
-        let sourceWidth = Int(frame.width), sourceHeight = Int(frame.height)
-        let rotation = info.rotation
-        let turned = rotation == 90 || rotation == 270
-        var outWidth: Int, outHeight: Int
-        switch options.size {
-        case .none: return RGBImage(width: 0, height: 0, pixels: [])
-        case .native: (outWidth, outHeight) = turned ? (sourceHeight, sourceWidth) : (sourceWidth, sourceHeight)
-        case .shorterSide(let side):
-            (outWidth, outHeight) = RGBImage.shorterSideSize(width: turned ? sourceHeight : sourceWidth,
-                                                             height: turned ? sourceWidth : sourceHeight, side)
-        case .size(let w, let h): (outWidth, outHeight) = (w, h)
-        }
-        // Scale to the pre-rotation size, then turn.
-        let (scaledWidth, scaledHeight) = turned ? (outHeight, outWidth) : (outWidth, outHeight)
-        let sourceFormat = AVPixelFormat(rawValue: frame.format)
-        // One context per (geometry, format, colour matrix, range), made here rather than through
-        // sws_getCachedContext: that compares against the context's own flags, which swscale changes at
-        // init for odd output widths, so it would rebuild the context on every frame, sometimes at the
-        // same address, where a pointer check then skipped the colour details (seen as frames off by up
-        // to 11 grey levels when two readers ran at once).
-        let fullRange: Int32 = frame.color_range == AVCOL_RANGE_JPEG ? 1 : 0
-        let scalerKey = [sourceWidth, sourceHeight, Int(frame.format), scaledWidth, scaledHeight,
-                         Int(frame.colorspace.rawValue), Int(fullRange)]
-        if scaler == nil || scalerKey != self.scalerKey {
-            if let scaler { sws_freeContext(scaler) }
-            scaler = sws_getContext(Int32(sourceWidth), Int32(sourceHeight), sourceFormat,
-                                    Int32(scaledWidth), Int32(scaledHeight), AV_PIX_FMT_RGB24,
-                                    options.scaling.flags, nil, nil, nil)
-            self.scalerKey = scalerKey
-            guard let scaler else {
-                let name = av_get_pix_fmt_name(sourceFormat).map { String(cString: $0) } ?? "\(frame.format)"
-                throw .unsupportedCodec(file: path, codec: "pixel format \(name) (no swscale conversion to rgb24)")
-            }
-            // Colour matrix and range from the frame, as ffmpeg's scale filter does.
-            _ = sws_setColorspaceDetails(scaler, sws_getCoefficients(Int32(frame.colorspace.rawValue)), fullRange,
-                                         sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16)
-        }
-        let context = scaler!
-        // libswscale's SIMD output may store a little past the last row: give the array spare capacity.
-        let count = scaledWidth * scaledHeight * 3
-        let pixels = [UInt8](unsafeUninitializedCapacity: count + 256) { buffer, initialized in
-            var destination: [UnsafeMutablePointer<UInt8>?] = [buffer.baseAddress, nil, nil, nil]
-            var strides: [Int32] = [Int32(scaledWidth * 3), 0, 0, 0]
-            var source = framePointer.pointee.data
-            var lines = framePointer.pointee.linesize
-            withUnsafePointer(to: &source) { dataTuple in
-                withUnsafePointer(to: &lines) { lineTuple in
-                    let planes = UnsafeRawPointer(dataTuple).assumingMemoryBound(to: UnsafePointer<UInt8>?.self)
-                    let lineSizes = UnsafeRawPointer(lineTuple).assumingMemoryBound(to: Int32.self)
-                    _ = sws_scale(context, planes, lineSizes, 0, Int32(sourceHeight), &destination, &strides)
-                }
-            }
-            initialized = count
-        }
-        var image = RGBImage(width: scaledWidth, height: scaledHeight, pixels: pixels)
-        switch rotation {
-        case 90: image = image.oriented(.rotatedClockwise)
-        case 180: image = image.oriented(.rotated180)
-        case 270: image = image.oriented(.rotatedCounterClockwise)
-        default: break
-        }
-        return image
-    }
-
-    // MARK: Packet scan (durations without a header, indices after a seek)
-
-    /// Sorted PTS of every packet of the stream, read without decoding. Leaves the demuxer at an arbitrary
-    /// position: callers seek afterwards.
-    private func scanPacketTimestamps() throws(VideoError) -> [Int64] {
-        if let ptsTable { return ptsTable }
-        guard let format, let packet else { return [] }
-        try rewindDemuxer(to: Int64.min)
-        var table: [Int64] = []
-        var end = Int64.min
-        while true {
-            armDeadline()
-            let status = av_read_frame(format, packet)
-            disarmDeadline()
-            if status < 0 {
-                if status == cff_averror_exit() { throw .timeout(file: path, seconds: options.readTimeout) }
-                break  // EOF or damage: the timestamps read so far are what the file has
-            }
-            if packet.pointee.stream_index == streamIndex {
-                let ts = packet.pointee.pts != cff_nopts_value() ? packet.pointee.pts : packet.pointee.dts
-                if ts != cff_nopts_value() {
-                    table.append(ts)
-                    end = max(end, ts + max(packet.pointee.duration, 0))
-                }
-            }
-            av_packet_unref(packet)
-        }
-        table.sort()
-        ptsTable = table
-        if end > Int64.min {
-            var seconds = Double(end - startTS) * timeBase
-            if let last = table.last, end == last { seconds += defaultDuration }
-            scannedEnd = seconds
-        }
-        try rewindDemuxer(to: Int64.min)
-        return table
-    }
-
-    /// Seeks the demuxer to the keyframe at or before `ts` (stream time base; Int64.min = start) and resets
-    /// the decoder.
-    private func rewindDemuxer(to ts: Int64) throws(VideoError) {
-        guard let format else { return }
-        armDeadline()
-        var status: Int32
-        if ts == Int64.min {
-            status = av_seek_frame(format, streamIndex, startTS, AVSEEK_FLAG_BACKWARD)
-            if status < 0 { status = avformat_seek_file(format, -1, Int64.min, 0, 0, 0) }
-            if status < 0 { status = av_seek_frame(format, -1, 0, AVSEEK_FLAG_BYTE) }
-        } else {
-            status = av_seek_frame(format, streamIndex, ts, AVSEEK_FLAG_BACKWARD)
-            if status < 0 { status = avformat_seek_file(format, streamIndex, Int64.min, ts, ts, 0) }
-        }
-        disarmDeadline()
-        if status < 0 {
-            if status == cff_averror_exit() { throw .timeout(file: path, seconds: options.readTimeout) }
-            throw .readFailed(file: path, reason: "cannot seek: \(ffmpegMessage(status))")
-        }
-        avcodec_flush_buffers(codec)
-        inputEnded = false
-        decoderDrained = false
-        readFromStart = false
-        lastPacketEnd = -1
-        lastTS = Int64.min
-        releaseHeld()
-    }
-
-    /// Duration in seconds: the header's, else from a packet scan.
-    public func measuredDuration() throws(VideoError) -> Double? {
-        if let duration = info.duration { return duration }
-        _ = try scanPacketTimestamps()
-        return scannedEnd
-    }
-
-    // MARK: Seeking
-
-    /// The first frame whose PTS is ≥ `seconds` (exact, not the keyframe): seeks to the keyframe before,
-    /// decodes forward. nil when the stream ends before `seconds`. Reading continues from there.
-    public func frame(at seconds: Double) throws(VideoError) -> VideoFrame? {
-        plan = .all
-        planStarted = true
-        planDone = false
-        finalError = nil
-        guard let held = try seekDecode(to: seconds) else { return nil }
-        return try emit(held.slot, held)
-    }
-
-    /// Positions the decoder so that `decoded` holds the first frame with PTS ≥ seconds; returns its stamp.
-    private func seekDecode(to seconds: Double) throws(VideoError) -> HeldFrame? {
-        guard seconds.isFinite else { throw .invalidArgument(file: path, detail: "seek time \(seconds)") }
-        fatal = nil
-        let epsilon = 1e-6
-        _ = try scanPacketTimestamps()
-        let target = startTS + Int64((max(seconds, 0) / timeBase).rounded(.down))
-        var backoff: Int64 = 0
-        let second = max(Int64((1 / timeBase).rounded()), 1)
-        for attempt in 0..<12 {
-            let seekTS = attempt == 11 ? Int64.min : target - backoff
-            try rewindDemuxer(to: seekTS <= startTS ? Int64.min : seekTS)
-            indexFromTable = true
-            guard decodeNext() else {
-                if seekTS <= startTS || attempt == 11 { return nil }
-                backoff = max(backoff * 2, second)
-                continue
-            }
-            let first = stampDecoded()
-            if first.pts > seconds + epsilon && seekTS > startTS && attempt < 11 {
-                // The keyframe found starts after the target (DTS/PTS offset, open GOP): go further back.
-                backoff = max(backoff * 2, second)
-                continue
-            }
-            var stamp = first
-            while stamp.pts < seconds - epsilon {
-                guard decodeNext() else { return nil }
-                stamp = stampDecoded()
-            }
-            return HeldFrame(slot: decoded!, index: stamp.index, pts: stamp.pts, duration: stamp.duration, key: stamp.key)
-        }
-        return nil
-    }
-
-    // MARK: Sampling
-
-    /// Streams frames chosen by `sampling`. Iteration ends at the end of the stream or at a fatal error;
-    /// `finalError` then says whether (and how) the stream was damaged. Starting a new `frames` call resumes
-    /// from the current position, except for policies that seek (`.timeRange`, `.seek`, `.uniform`).
-    public func frames(_ sampling: VideoSampling = .all) -> VideoFrames {
-        VideoFrames(reader: self, sampling: sampling)
-    }
-
-    /// Sets the policy used by `nextFrame()`.
-    public func start(_ sampling: VideoSampling) throws(VideoError) {
-        releaseHeld()
-        planStarted = false
-        planDone = false
-        finalError = nil
-        tick = 0
-        switch sampling {
-        case .all: plan = .all
-        case .everyNth(let n):
-            guard n >= 1 else { throw .invalidArgument(file: path, detail: "every Nth frame needs N ≥ 1, got \(n)") }
-            plan = .every(n)
-        case .fps(let fps):
-            guard fps > 0, fps.isFinite else { throw .invalidArgument(file: path, detail: "fps must be positive, got \(fps)") }
-            plan = .ticks(step: 1 / fps, list: [])
-        case .uniform(let count):
-            guard count >= 1 else { throw .invalidArgument(file: path, detail: "uniform sampling needs a count ≥ 1") }
-            guard let duration = try measuredDuration(), duration > 0 else {
-                throw .invalidArgument(file: path, detail: "the duration is unknown, cannot spread \(count) frames")
-            }
-            if !readFromStart || decodedFrameCount > 0 { try rewindDemuxer(to: Int64.min); nextIndex = 0; indexFromTable = false }
-            plan = .ticks(step: nil, list: (0..<count).map { (Double($0) + 0.5) * duration / Double(count) })
-        case .timeRange(let start, let end):
-            guard start.isFinite, end > start else {
-                throw .invalidArgument(file: path, detail: "time range [\(start), \(end)) is empty")
-            }
-            plan = .range(start: start, end: end)
-        case .seek(let t): plan = .seek(t)
-        }
-    }
-
-    /// The next frame of the current policy (`.all` unless `start(_:)` set another). Returns nil at the end
-    /// of a clean stream; throws `.partial(decodedFrames:error:)` (or the bare error when no frame was
-    /// decoded) once the frames before a failure have all been returned.
-    public func nextFrame() throws(VideoError) -> VideoFrame? {
-        if planDone { return nil }
-        if let frame = try nextPlanned() { return frame }
-        planDone = true
-        releaseHeld()
-        if let error = endError() { finalError = error; throw error }
-        return nil
-    }
-
-    private func endError() -> VideoError? {
-        var error = fatal
-        if error == nil, decodeErrorCount > 0 {
-            error = .corruptData(file: path, count: decodeErrorCount, firstMessage: firstDecodeError ?? "")
-        }
-        guard let error else { return nil }
-        return decodedFrameCount > 0 ? .partial(decodedFrames: decodedFrameCount, error: error) : error
-    }
-
-    fileprivate func nextOrRecord() -> VideoFrame? {
-        do {
-            return try nextFrame()
-        } catch {
-            finalError = error
-            return nil
-        }
-    }
-
-    private func nextPlanned() throws(VideoError) -> VideoFrame? {
-        switch plan {
-        case .all:
-            guard decodeNext() else { return nil }
-            let stamp = stampDecoded()
-            return try emit(decoded!, HeldFrame(slot: decoded!, index: stamp.index, pts: stamp.pts,
-                                                duration: stamp.duration, key: stamp.key))
-        case .every(let n):
-            while decodeNext() {
-                let stamp = stampDecoded()
-                if stamp.index % n == 0 {
-                    return try emit(decoded!, HeldFrame(slot: decoded!, index: stamp.index, pts: stamp.pts,
-                                                        duration: stamp.duration, key: stamp.key))
-                }
-            }
-            return nil
-        case .seek(let t):
-            planDone = true
-            guard let held = try seekDecode(to: t) else { return nil }
-            return try emit(held.slot, held)
-        case .range(let start, let end):
-            if !planStarted {
-                planStarted = true
-                let first: HeldFrame?
-                if start > 0 {
-                    first = try seekDecode(to: start)
-                } else {
-                    if decodeNext() {
-                        let s = stampDecoded()
-                        first = HeldFrame(slot: decoded!, index: s.index, pts: s.pts, duration: s.duration, key: s.key)
-                    } else { first = nil }
-                }
-                guard let first else { return nil }
-                if first.pts >= start - 1e-6 && first.pts < end { return try emit(first.slot, first) }
-                if first.pts >= end { return nil }
-            }
-            while decodeNext() {
-                let s = stampDecoded()
-                if s.pts >= end { return nil }
-                if s.pts >= start - 1e-6 {
-                    return try emit(decoded!, HeldFrame(slot: decoded!, index: s.index, pts: s.pts, duration: s.duration, key: s.key))
-                }
-            }
-            return nil
-        case .ticks(let step, let list):
-            let t: Double
-            if let step { t = Double(tick) * step } else {
-                guard tick < list.count else { return nil }
-                t = list[tick]
-            }
-            // Hold the last frame before t (previous) and the first at or after t (current).
-            while current == nil || current!.pts < t {
-                if let moved = current { previous = moved }
-                current = nil
-                guard decodeNext() else { break }
-                let s = stampDecoded()
-                let slot = (previous?.slot == slotA) ? slotB! : slotA!
-                av_frame_unref(slot)
-                av_frame_move_ref(slot, decoded!)
-                current = HeldFrame(slot: slot, index: s.index, pts: s.pts, duration: s.duration, key: s.key)
-            }
-            let chosen: HeldFrame
-            if let current, let previous {
-                chosen = (current.pts - t) < (t - previous.pts) ? current : previous
-            } else if let current {
-                chosen = current
-            } else if let previous {
-                // Past the last frame: only ticks inside its display time still count.
-                guard t < previous.pts + max(previous.duration, 1e-9) else { return nil }
-                chosen = previous
-            } else {
-                return nil
-            }
-            tick += 1
-            return try emit(chosen.slot, chosen)
-        }
-    }
-
-    private func emit(_ slot: UnsafeMutablePointer<AVFrame>, _ held: HeldFrame) throws(VideoError) -> VideoFrame {
-        VideoFrame(image: try convert(slot), index: held.index, pts: held.pts, duration: held.duration, isKeyframe: held.key)
-    }
-
-    private func releaseHeld() {
-        if let slotA { av_frame_unref(slotA) }
-        if let slotB { av_frame_unref(slotB) }
-        previous = nil
-        current = nil
-    }
-}
-
-/// Which frames a reader hands out.
-public enum VideoSampling: Sendable, Equatable {
-    /// Every decoded frame.
-    case all
-    /// Frames whose decoded index is a multiple of N (0, N, 2N, ...).
-    case everyNth(Int)
-    /// One frame per tick t = k/fps (k = 0, 1, ...): the frame whose PTS is nearest t (the earlier one on a
-    /// tie), while t lies before the end of the last frame. A frame nearest to several ticks comes once per tick.
-    /// Correct on variable frame rate: chosen by timestamp, not index.
-    case fps(Double)
-    /// N frames at the centres of N equal slices of the duration, ticks (i + 0.5)·D/N (nearest PTS); D from
-    /// the header, else a packet scan.
-    case uniform(count: Int)
-    /// Frames with start ≤ PTS < end (seconds), seeking to the start.
-    case timeRange(start: Double, end: Double)
-    /// The single first frame with PTS ≥ t (exact seek).
-    case seek(Double)
-}
-
-/// A streaming sequence over a reader's frames; holds at most three decoded frames whatever the video's length.
-public struct VideoFrames: Sequence, IteratorProtocol {
-    let reader: VideoReader
-    private var started = false
-    private let sampling: VideoSampling
-
-    init(reader: VideoReader, sampling: VideoSampling) {
-        self.reader = reader
-        self.sampling = sampling
-    }
-
-    public mutating func next() -> VideoFrame? {
-        if !started {
-            started = true
-            do { try reader.start(sampling) } catch {
-                reader.recordStartFailure(error)
-                return nil
-            }
-        }
-        return reader.nextOrRecord()
-    }
-}
-
-extension VideoReader {
-    fileprivate func recordStartFailure(_ error: VideoError) {
-        finalError = error
     }
 }
