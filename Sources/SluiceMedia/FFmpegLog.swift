@@ -9,8 +9,15 @@ public enum FFmpegLog {
         "info": AV_LOG_INFO, "verbose": AV_LOG_VERBOSE, "debug": AV_LOG_DEBUG,
     ]
 
+    nonisolated(unsafe) private static var chosen = false
+
     /// Sets FFmpeg's log level by name (nil or an unknown name: fatal only).
     public static func setLevel(named name: String?) {
+        chosen = true
         av_log_set_level(name.flatMap { levels[$0.lowercased()] } ?? AV_LOG_FATAL)
     }
+
+    /// Called by every reader and writer: FFmpeg prints fatal messages only, unless a level was chosen.
+    static func quietUnlessChosen() { _ = quietByDefault }
+    private static let quietByDefault: Void = { if !chosen { av_log_set_level(AV_LOG_FATAL) } }()
 }

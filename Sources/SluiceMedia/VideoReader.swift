@@ -194,21 +194,9 @@ public final class VideoReader {
         self.path = path
         self.options = options
         deadline.initialize(to: 0)
-        _ = Self.ffmpegLogLevel
+        FFmpegLog.quietUnlessChosen()
         try open()
     }
-
-    /// FFmpeg's own log lines (decoder complaints about a damaged file) would interleave with progress
-    /// output; the reader reports every failure itself as a typed error, so FFmpeg only prints fatal
-    /// messages unless SLUICE_FFMPEG_LOG names a level (quiet, error, warning, info, verbose, debug).
-    static let ffmpegLogLevel: Int32 = {
-        let levels: [String: Int32] = ["quiet": AV_LOG_QUIET, "fatal": AV_LOG_FATAL, "error": AV_LOG_ERROR,
-                                       "warning": AV_LOG_WARNING, "info": AV_LOG_INFO, "verbose": AV_LOG_VERBOSE,
-                                       "debug": AV_LOG_DEBUG]
-        let level = ProcessInfo.processInfo.environment["SLUICE_FFMPEG_LOG"].flatMap { levels[$0.lowercased()] } ?? AV_LOG_FATAL
-        av_log_set_level(level)
-        return level
-    }()
 
     /// Convenience for file URLs.
     public convenience init(url: URL, options: VideoReaderOptions = VideoReaderOptions()) throws(VideoError) {

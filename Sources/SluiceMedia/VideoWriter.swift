@@ -55,7 +55,7 @@ public final class VideoWriter {
         self.path = path
         sourceWidth = width
         sourceHeight = height
-        _ = VideoReader.ffmpegLogLevel
+        FFmpegLog.quietUnlessChosen()
         self.width = width & ~1
         self.height = height & ~1
         timescale = options.timescale
