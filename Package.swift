@@ -48,7 +48,8 @@ let package = Package(
         .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels", "SluiceTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport",
+                                                         .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]
 )
