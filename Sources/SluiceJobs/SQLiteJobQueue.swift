@@ -14,7 +14,17 @@ public final class SQLiteJobQueue: JobQueue {
     public init(database: any DatabaseWriter, now: @escaping @Sendable () -> Date = { Date() }) throws {
         self.database = database
         self.now = now
-        try Self.migrator.migrate(database)
+        // Two processes opening a new store at once both find migrations to apply (GRDB reads which are
+        // applied before it takes the write lock): the one that waited fails on what the other created,
+        // and finds them applied when it tries again.
+        for attempt in 1... {
+            do {
+                try Self.migrator.migrate(database)
+                break
+            } catch where attempt < 3 {
+                continue
+            }
+        }
     }
 
     /// The store in a file: a `DatabasePool` (WAL) that waits up to 10 s for another process's write.

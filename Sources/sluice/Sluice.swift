@@ -112,56 +112,47 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         let (card, classifier) = loadClassifier(definition.model.name, weights: definition.model.weights)
-        let store: JobStore, job: JobStore.Job, runner: JobRunner
-        let inputs: [InputItem], sink: CommittingSink
+        let store: SQLiteJobQueue, job: Job, runner: JobRunner, before: JobStatus
         do {
-            store = try JobStore.openDefault()
+            store = try SQLiteJobQueue.openDefault()
             if let resume {
                 guard let found = try store.job(id: resume) else { fail("no job '\(resume)' (see `sluice jobs list`)") }
                 job = found
             } else {
                 let items = try definition.source.items()
                 let pipelineText = try String(contentsOfFile: pipeline, encoding: .utf8)
-                job = try store.openJob(id: JobStore.jobID(pipeline: pipelineText, sources: items.map(\.path)),
-                                        name: definition.name, pipeline: pipeline, items: items, fresh: fresh)
+                job = try store.submit(name: definition.name, pipeline: pipelineText, origin: pipeline, items: items,
+                                       fresh: fresh)
             }
             if job.cancelledAt != nil {
                 FileHandle.standardError.write(Data("job \(job.id) was cancelled; resuming it\n".utf8))
-                try store.setCancelled(job: job.id, false)
+                try store.uncancel(job: job.id)
             }
-            runner = JobRunner(store: store, jobID: job.id)
-            (inputs, sink) = try runner.pending(commitEvery: definition.model.batch)
+            runner = JobRunner(queue: store, jobID: job.id)
+            before = try store.status(job: job.id)
         } catch {
             fail("\(pipeline): \(error)")
         }
-        if inputs.count < job.total {
-            FileHandle.standardError.write(Data("job \(job.id): resuming, \(job.total - inputs.count) of \(job.total) items already done\n".utf8))
+        if before.remaining < job.total {
+            FileHandle.standardError.write(Data("job \(job.id): resuming, \(job.total - before.remaining) of \(job.total) items already done\n".utf8))
         }
         let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
                                         options: .init(maxBatch: definition.model.batch, maxWait: definition.model.maxWait))
         // Ctrl-C or `sluice jobs cancel`: start no new item, finish and commit those in flight, write the
         // sinks, say where the job stopped.
         let interrupt = Interrupt()
-        var cancelled = false
-        var lastCancelCheck = Date()
-        let summary = try executor.run(inputs, media: definition.source.media, sink: sink,
-                                       progress: ProgressReporter(total: inputs.count, label: "items"),
-                                       shouldStop: {
-            if interrupt.requested { return true }
-            if Date().timeIntervalSince(lastCancelCheck) >= 1 {
-                lastCancelCheck = Date()
-                cancelled = (try? store.isCancelled(job: job.id)) ?? false
-            }
-            return cancelled
-        })
-        try sink.close()
+        runner.notice = { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+        let summary = try runner.run(executor: executor, media: definition.source.media, commitEvery: definition.model.batch,
+                                     progress: ProgressReporter(total: before.remaining, label: "items"),
+                                     shouldStop: { interrupt.requested })
+        let cancelled = summary.cancelled
         try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
         if let overlay = definition.overlay, case .video(let sampling) = definition.source.media {
             for failure in try runner.exportOverlays(folder: overlay, sampling: sampling) {
                 FileHandle.standardError.write(Data("sluice: \(failure)\n".utf8))
             }
         }
-        let totals = try store.progress(job: job.id)
+        let totals = try store.status(job: job.id)
         if summary.stopped {
             let how = cancelled ? "cancelled" : "interrupted"
             FileHandle.standardError.write(Data("\n\(how): job \(job.id) stopped after \(totals.done + totals.failed) of \(totals.total) items; run the same command again to resume\n".utf8))
@@ -200,11 +191,11 @@ struct Jobs: ParsableCommand {
         abstract: "List, show, cancel and export jobs in the job store.",
         subcommands: [List.self, Show.self, Cancel.self, Export.self])
 
-    static func store() -> JobStore {
-        do { return try JobStore.openDefault() } catch { fail("job store: \(error)") }
+    static func store() -> SQLiteJobQueue {
+        do { return try SQLiteJobQueue.openDefault() } catch { fail("job store: \(error)") }
     }
 
-    static func job(_ id: String, in store: JobStore) -> JobStore.Job {
+    static func job(_ id: String, in store: SQLiteJobQueue) -> Job {
         do {
             guard let job = try store.job(id: id) else { fail("no job '\(id)' (see `sluice jobs list`)") }
             return job
@@ -218,8 +209,8 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = Jobs.store()
             for job in try store.jobs() {
-                let p = try store.progress(job: job.id)
-                print("\(job.id)\t\(job.name)\t\(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)\t\(job.pipeline)")
+                let p = try store.status(job: job.id)
+                print("\(job.id)\t\(job.name)\t\(p.done) done, \(p.failed) failed, \(p.remaining) pending of \(p.total)\t\(job.origin)")
             }
         }
     }
@@ -230,10 +221,10 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = Jobs.store()
             let job = Jobs.job(id, in: store)
-            let p = try store.progress(job: job.id)
-            print("job \(job.id) \(job.name) (\(job.pipeline)): \(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)")
-            for record in try store.records(job: job.id) where record.error != nil {
-                print("failed: \(record.error!)")
+            let p = try store.status(job: job.id)
+            print("job \(job.id) \(job.name) (\(job.origin)): \(p.done) done, \(p.failed) failed, \(p.remaining) pending of \(p.total)")
+            try store.records(job: job.id) { record in
+                if let error = record.error { print("failed: \(error)") }
             }
         }
     }
@@ -245,9 +236,9 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = Jobs.store()
             let job = Jobs.job(id, in: store)
-            try store.setCancelled(job: job.id, true)
-            let p = try store.progress(job: job.id)
-            print("cancelled job \(job.id) \(job.name): \(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)")
+            try store.cancel(job: job.id)
+            let p = try store.status(job: job.id)
+            print("cancelled job \(job.id) \(job.name): \(p.done) done, \(p.failed) failed, \(p.remaining) pending of \(p.total)")
         }
     }
 
@@ -259,7 +250,7 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = Jobs.store()
             let job = Jobs.job(id, in: store)
-            let runner = JobRunner(store: store, jobID: job.id)
+            let runner = JobRunner(queue: store, jobID: job.id)
             do {
                 let csv = out.lowercased().hasSuffix(".csv")
                 try runner.exportSinks(jsonl: csv ? nil : out, csv: csv ? out : nil, topK: topK)
