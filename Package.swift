@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
@@ -29,10 +31,11 @@ let package = Package(
         .target(name: "SluiceTensor", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
         .target(name: "SluiceMedia", dependencies: ["SluiceTensor", "CPNG", "CTurboJPEG", "CFFmpeg"],
                 swiftSettings: fastMath),
-        .target(name: "SluiceModels", dependencies: ["SluiceTensor", "ZIPFoundation"],
+        .target(name: "SluiceModels", dependencies: ["SluiceTensor", "SluiceMedia", "ZIPFoundation"],
                 resources: [.copy("Resources")], swiftSettings: fastMath),
         .target(name: "SluicePipeline", dependencies: ["SluiceTensor", "SluiceMedia", "SluiceModels",
-                                                       .product(name: "Yams", package: "Yams")],
+                                                       .product(name: "Yams", package: "Yams"),
+                                                       .product(name: "CoreMetrics", package: "swift-metrics")],
                 swiftSettings: fastMath),
         .target(name: "SluiceJobs", dependencies: ["SluicePipeline", .product(name: "GRDB", package: "GRDB.swift")]),
         .executableTarget(name: "sluice", dependencies: [
@@ -47,9 +50,11 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceModelsTests", dependencies: ["SluiceModels", "SluiceTestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceTestSupport"]),
+        .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceTestSupport",
+                                                                .product(name: "MetricsTestKit", package: "swift-metrics")]),
         .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport",
-                                                         .product(name: "GRDB", package: "GRDB.swift")]),
+                                                         .product(name: "GRDB", package: "GRDB.swift")],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

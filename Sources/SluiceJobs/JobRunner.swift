@@ -1,5 +1,4 @@
 import Foundation
-import SluiceMedia
 import SluicePipeline
 
 /// One worker of a job: claims the job's items from its queue a slice at a time, runs each slice through
@@ -59,11 +58,13 @@ public final class JobRunner {
     /// cancellation (looked up every second) stops it: then the items in flight finish and are
     /// committed, and the claims not started are given back. When the only items left are held by other
     /// runs, it waits for them to finish or for their leases to run out, so a run that returns without
-    /// stopping leaves the job finished.
-    public func run(executor: PipelineExecutor, media: MediaKind, commitEvery: Int, progress: ProgressReporter? = nil,
+    /// stopping leaves the job finished. `observers` see one run over the items left at the start
+    /// (the executor runs once per slice of claims; its events are renumbered across slices).
+    public func run(executor: PipelineExecutor, commitEvery: Int, observers: [PipelineObserver] = [],
                     shouldStop: @escaping () -> Bool = { false }) throws -> Summary {
         let start = Date()
         var summary = Summary()
+        let events = SliceEvents(observers: observers, total: try queue.status(job: jobID).remaining)
         var lastCancelCheck = Date.distantPast
         func stopRequested() -> Bool {
             if shouldStop() { return true }
@@ -95,14 +96,10 @@ public final class JobRunner {
             waiting = false
             keeper.hold(claims.map(\.lease))
             let sink = CommittingSink(queue: queue, jobID: jobID, worker: worker, claims: claims,
-                                      commitEvery: commitEvery, keeper: keeper) { records in
-                summary.items += 1
-                if records.contains(where: { $0.error != nil }) { summary.failures += 1 }
-                progress?.update(done: summary.items, failed: summary.failures)
-            }
+                                      commitEvery: commitEvery, keeper: keeper)
             let pass: PipelineExecutor.Summary
             do {
-                pass = try executor.run(claims.map(\.input), media: media, sink: sink, shouldStop: stopRequested)
+                pass = try executor.run(claims.map(\.input), sink: sink, observers: [events], shouldStop: stopRequested)
                 try sink.close()
             } catch {
                 try? queue.release(job: jobID, worker: worker, leases: sink.uncommitted)
@@ -111,10 +108,14 @@ public final class JobRunner {
             }
             try queue.release(job: jobID, worker: worker, leases: sink.uncommitted)
             keeper.drop(claims.map(\.lease))
+            events.sliceEnded(pass)
+            summary.items += pass.items
+            summary.failures += pass.failures
             summary.frames += pass.frames
             summary.lostItems += sink.lost
             if pass.stopped { summary.stopped = true; break }
         }
+        events.finish()
         summary.cancelled = summary.cancelled && summary.stopped
         summary.seconds = Date().timeIntervalSince(start)
         return summary
@@ -153,30 +154,6 @@ public final class JobRunner {
             throw error
         }
     }
-
-    /// Writes the overlay video of every committed video item that has none yet; returns one line per
-    /// video that could not be written (the others are still written).
-    public func exportOverlays(folder: String, sampling: VideoSampling) throws -> [String] {
-        let started = try queue.job(id: jobID)?.createdAt ?? .distantPast
-        var failures: [String] = []
-        var group: [ResultRecord] = []
-        func flush() {
-            guard let source = group.first?.source else { return }
-            do {
-                try OverlaySink.writeVideo(source: source, records: group, sampling: sampling, folder: folder,
-                                           since: started)
-            } catch {
-                failures.append("overlay for \(source): \(error)")
-            }
-            group.removeAll()
-        }
-        try queue.records(job: jobID) { record in
-            if record.source != group.first?.source { flush() }
-            group.append(record)
-        }
-        flush()
-        return failures
-    }
 }
 
 /// An item sink over one slice of claims: the n-th item written is the n-th claim. It completes the
@@ -189,7 +166,6 @@ public final class CommittingSink: ItemSink {
     let claims: [ClaimedItem]
     let commitEvery: Int
     let keeper: LeaseKeeper
-    let onWrite: ([ResultRecord]) -> Void
     private var buffer: [ItemResult] = []
     private var lastCommit = Date()
     /// Claims completed (or lost) so far: a prefix of `claims`.
@@ -197,10 +173,9 @@ public final class CommittingSink: ItemSink {
     /// Items whose lease another worker took over before they were committed.
     private(set) var lost = 0
 
-    init(queue: any JobQueue, jobID: String, worker: String, claims: [ClaimedItem], commitEvery: Int,
-         keeper: LeaseKeeper, onWrite: @escaping ([ResultRecord]) -> Void) {
+    init(queue: any JobQueue, jobID: String, worker: String, claims: [ClaimedItem], commitEvery: Int, keeper: LeaseKeeper) {
         self.queue = queue; self.jobID = jobID; self.worker = worker; self.claims = claims
-        self.commitEvery = max(1, commitEvery); self.keeper = keeper; self.onWrite = onWrite
+        self.commitEvery = max(1, commitEvery); self.keeper = keeper
     }
 
     /// The claims neither completed nor lost, to give back.
@@ -211,7 +186,6 @@ public final class CommittingSink: ItemSink {
             throw JobRunnerError.outOfOrder(item: index, expected: finished + buffer.count)
         }
         buffer.append(ItemResult(lease: claims[index].lease, records: records))
-        onWrite(records)
         if buffer.count >= commitEvery || Date().timeIntervalSince(lastCommit) >= 2 { try flush() }
     }
 
@@ -276,5 +250,57 @@ final class LeaseKeeper: @unchecked Sendable {
     func stop() {
         lock.withLock { stopped = true }
         wake.signal()
+    }
+}
+
+/// Passes the events of the executor's runs over successive slices on as those of one run: one
+/// `started` with the items left at the start, item indexes and progress counted across slices, and one
+/// `finished` with the slices' summaries added up.
+final class SliceEvents: PipelineObserver, @unchecked Sendable {
+    private let observers: [PipelineObserver]
+    private let total: Int
+    private let lock = NSLock()
+    private var itemsBefore = 0, failuresBefore = 0
+    private var combined: PipelineExecutor.Summary?
+
+    init(observers: [PipelineObserver], total: Int) {
+        self.observers = observers
+        self.total = total
+        for observer in observers { observer.observe(.started(items: total)) }
+    }
+
+    func observe(_ event: PipelineEvent) {
+        let (items, failures) = lock.withLock { (itemsBefore, failuresBefore) }
+        let passed: PipelineEvent
+        switch event {
+        case .started, .finished: return
+        case .item(let index, let records, let error): passed = .item(index: items + index, records: records, error: error)
+        case .progress(let done, let failed, _): passed = .progress(done: items + done, failed: failures + failed, total: total)
+        case .batch, .queueDepth: passed = event
+        }
+        for observer in observers { observer.observe(passed) }
+    }
+
+    func sliceEnded(_ pass: PipelineExecutor.Summary) {
+        lock.withLock {
+            itemsBefore += pass.items
+            failuresBefore += pass.failures
+            guard var sum = combined else { combined = pass; return }
+            sum.items += pass.items
+            sum.failures += pass.failures
+            sum.frames += pass.frames
+            sum.seconds += pass.seconds
+            sum.stopped = sum.stopped || pass.stopped
+            sum.mostItemsInFlight = max(sum.mostItemsInFlight, pass.mostItemsInFlight)
+            sum.mostFramesDecoded = max(sum.mostFramesDecoded, pass.mostFramesDecoded)
+            sum.mostSessionsOpen = max(sum.mostSessionsOpen, pass.mostSessionsOpen)
+            combined = sum
+        }
+    }
+
+    /// Sends `finished` once, when any slice ran (an executor summary exists only from a run).
+    func finish() {
+        guard let summary = lock.withLock({ combined }) else { return }
+        for observer in observers { observer.observe(.finished(summary)) }
     }
 }

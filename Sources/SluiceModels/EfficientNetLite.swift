@@ -111,81 +111,52 @@ public struct EfficientNetLite: LayerTimedClassifier {
 
     public var numClasses: Int { configuration.numClasses }
 
-    /// Every parameter the official module tree holds, with its PyTorch shape.
-    public static func parameterShapes(_ config: EfficientNetLiteConfiguration) -> [(String, [Int])] {
-        var shapes: [(String, [Int])] = []
-        func bn(_ prefix: String, _ c: Int) {
-            for name in ["weight", "bias", "running_mean", "running_var"] { shapes.append(("\(prefix).\(name)", [c])) }
-        }
-        shapes.append(("_conv_stem.weight", [config.stemChannels, 3, 3, 3]))
-        bn("_bn0", config.stemChannels)
-        var index = 0
-        for stage in config.stages {
-            for repeatIndex in 0..<stage.repeats {
-                let input = repeatIndex == 0 ? stage.inputFilters : stage.outputFilters
-                let hidden = input * stage.expandRatio
-                let p = "_blocks.\(index)"
-                if stage.expandRatio != 1 {
-                    shapes.append(("\(p)._expand_conv.weight", [hidden, input, 1, 1]))
-                    bn("\(p)._bn0", hidden)
-                }
-                shapes.append(("\(p)._depthwise_conv.weight", [hidden, 1, stage.kernel, stage.kernel]))
-                bn("\(p)._bn1", hidden)
-                shapes.append(("\(p)._project_conv.weight", [stage.outputFilters, hidden, 1, 1]))
-                bn("\(p)._bn2", stage.outputFilters)
-                index += 1
-            }
-        }
-        let last = config.stages.last!.outputFilters
-        shapes.append(("_conv_head.weight", [config.headChannels, last, 1, 1]))
-        bn("_bn1", config.headChannels)
-        shapes.append(("_fc.weight", [config.numClasses, config.headChannels]))
-        shapes.append(("_fc.bias", [config.numClasses]))
-        return shapes
-    }
-
-    /// Builds the network from an official state dict (already checked against `parameterShapes`).
-    public init(configuration config: EfficientNetLiteConfiguration, weights: [String: Tensor]) {
+    /// Builds the network from official weights, each read where its layer is built, in `state_dict()` order.
+    public init(configuration config: EfficientNetLiteConfiguration, weights: WeightReader) {
         configuration = config
-        func w(_ key: String) -> Tensor { weights[key]! }
-        func bn(_ prefix: String) -> BatchNorm {
-            BatchNorm(weight: w("\(prefix).weight"), bias: w("\(prefix).bias"),
-                      runningMean: w("\(prefix).running_mean"), runningVar: w("\(prefix).running_var"),
-                      eps: config.batchNormEpsilon)
-        }
         // Conv2dStaticSamePadding: TF "SAME" padding fixed from the configured image size, as the
         // official module computes it once in its constructor.
         var size = config.imageSize
-        func conv(_ key: String, _ norm: String, kernel: Int, stride: Int, groups: Int = 1) -> Conv2d {
+        /// `module.<conv>` [out, in/groups, k, k] without bias, followed by the BatchNorm `module.<norm>`.
+        func conv(_ module: WeightReader, _ conv: String, _ norm: String, in input: Int, out: Int, kernel: Int,
+                  stride: Int, groups: Int = 1) -> Conv2d {
             let padding = Padding2D.same(inputHeight: size, inputWidth: size, kernel: (kernel, kernel),
                                          stride: (stride, stride))
-            return Conv2d(torchWeight: w(key), bias: nil, stride: (stride, stride), padding: padding,
-                          groups: groups).folding(bn(norm))
+            let weight = module.scope(conv)("weight", [out, input / groups, kernel, kernel])
+            let bn = module.scope(norm)
+            return Conv2d(torchWeight: weight, bias: nil, stride: (stride, stride), padding: padding, groups: groups)
+                .folding(BatchNorm(weight: bn("weight", [out]), bias: bn("bias", [out]),
+                                   runningMean: bn("running_mean", [out]), runningVar: bn("running_var", [out]),
+                                   eps: config.batchNormEpsilon))
         }
-        convStem = conv("_conv_stem.weight", "_bn0", kernel: 3, stride: 2)
+        convStem = conv(weights, "_conv_stem", "_bn0", in: 3, out: config.stemChannels, kernel: 3, stride: 2)
         size = (size + 1) / 2
         var blocks: [MBConvBlock] = []
+        var channels = config.stemChannels
         for stage in config.stages {
             for repeatIndex in 0..<stage.repeats {
-                let p = "_blocks.\(blocks.count)"
+                let block = weights.scope("_blocks.\(blocks.count)")
                 let input = repeatIndex == 0 ? stage.inputFilters : stage.outputFilters
                 let stride = repeatIndex == 0 ? stage.stride : 1
                 let hidden = input * stage.expandRatio
-                let expand = stage.expandRatio == 1 ? nil : conv("\(p)._expand_conv.weight", "\(p)._bn0", kernel: 1, stride: 1)
-                let depthwise = conv("\(p)._depthwise_conv.weight", "\(p)._bn1", kernel: stage.kernel, stride: stride,
-                                     groups: hidden)
+                let expand = stage.expandRatio == 1 ? nil
+                    : conv(block, "_expand_conv", "_bn0", in: input, out: hidden, kernel: 1, stride: 1)
+                let depthwise = conv(block, "_depthwise_conv", "_bn1", in: hidden, out: hidden, kernel: stage.kernel,
+                                     stride: stride, groups: hidden)
                 size = (size + stride - 1) / stride
-                let project = conv("\(p)._project_conv.weight", "\(p)._bn2", kernel: 1, stride: 1)
+                let project = conv(block, "_project_conv", "_bn2", in: hidden, out: stage.outputFilters, kernel: 1, stride: 1)
                 // The official block adds the skip only when `stride == 1`; the first block of a stage
                 // carries its stride as a list, so it never compares equal and never gets the skip.
                 let residual = repeatIndex > 0 && input == stage.outputFilters
                 blocks.append(MBConvBlock(expandConv: expand, depthwiseConv: depthwise, projectConv: project,
                                           residual: residual))
+                channels = stage.outputFilters
             }
         }
         self.blocks = blocks
-        convHead = conv("_conv_head.weight", "_bn1", kernel: 1, stride: 1)
-        fc = Linear(weight: w("_fc.weight"), bias: w("_fc.bias"))
+        convHead = conv(weights, "_conv_head", "_bn1", in: channels, out: config.headChannels, kernel: 1, stride: 1)
+        fc = Linear(weight: weights("_fc.weight", [config.numClasses, config.headChannels]),
+                    bias: weights("_fc.bias", [config.numClasses]))
     }
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects.

@@ -68,14 +68,15 @@ public struct HorNetConfiguration: Codable, Sendable, Equatable {
     }
 }
 
-public struct HorNet: ImageClassifier {
+public struct HorNet: ImageClassifier, ImageBackbone {
     static let eps: Float = 1e-6
 
     struct Norm {
         var weight: [Float], bias: [Float]
-        init(_ weights: [String: Tensor], _ prefix: String, scale: Float = 1) {
-            weight = weights["\(prefix).weight"]!.data.map { $0 * scale }
-            bias = weights["\(prefix).bias"]!.data.map { $0 * scale }
+        /// The LayerNorm `module` over `channels`, both its parameters multiplied by `scale`.
+        init(_ module: WeightReader, _ channels: Int, scale: Float = 1) {
+            weight = module("weight", [channels]).data.map { $0 * scale }
+            bias = module("bias", [channels]).data.map { $0 * scale }
         }
     }
 
@@ -84,11 +85,11 @@ public struct HorNet: ImageClassifier {
         var weight: [Float], bias: [Float]
         var outFeatures: Int { bias.count }
         var inFeatures: Int { weight.count / bias.count }
-        /// `scale` (a layer scale) multiplies output channel o of both weight and bias.
-        init(_ weights: [String: Tensor], _ prefix: String, scale: [Float]? = nil) {
-            let w = weights["\(prefix).weight"]!, b = weights["\(prefix).bias"]!
-            weight = w.data
-            bias = b.data
+        /// The layer `module` with weight `shape` ([out, in] or [out, in, 1, 1]); `scale` (a layer scale)
+        /// multiplies output channel o of both weight and bias.
+        init(_ module: WeightReader, _ shape: [Int], scale: [Float]? = nil) {
+            weight = module("weight", shape).data
+            bias = module("bias", [shape[0]]).data
             if let scale {
                 let perOutput = weight.count / bias.count
                 for o in 0..<bias.count {
@@ -137,14 +138,14 @@ public struct HorNet: ImageClassifier {
             return out
         }
 
-        init(_ weights: [String: Tensor], _ prefix: String, scale: Float) {
-            dw = Conv2d(torchWeight: weights["\(prefix).dw.weight"]!, bias: nil, padding: .symmetric(1),
-                        groups: weights["\(prefix).dw.weight"]!.shape[0])
-            let cw = weights["\(prefix).complex_weight"]!
-            complexWeight = cw.data
-            h = cw.shape[1]
-            w = cw.shape[2]
-            let c2 = cw.shape[0]
+        /// `GlobalLocalFilter(channels, h, w)` as `module`, with the gnConv scale folded into post_norm.
+        init(_ module: WeightReader, channels: Int, size: HorNetConfiguration.GlobalFilter, scale: Float) {
+            let c2 = channels / 2
+            h = size.h
+            w = size.w
+            complexWeight = module("complex_weight", [c2, h, w, 2]).data
+            dw = Conv2d(torchWeight: module.scope("dw")("weight", [c2, 1, 3, 3]), bias: nil, padding: .symmetric(1),
+                        groups: c2)
             var re = [Float](repeating: 0, count: c2 * h * w), im = re
             for c in 0..<c2 {
                 for i in 0..<(h * w) {
@@ -154,8 +155,8 @@ public struct HorNet: ImageClassifier {
             }
             nativeRe = re
             nativeIm = im
-            preNorm = Norm(weights, "\(prefix).pre_norm")
-            postNorm = Norm(weights, "\(prefix).post_norm", scale: scale)
+            preNorm = Norm(module.scope("pre_norm"), channels)
+            postNorm = Norm(module.scope("post_norm"), channels, scale: scale)
         }
     }
 
@@ -196,58 +197,24 @@ public struct HorNet: ImageClassifier {
 
     public var numClasses: Int { configuration.numClasses }
 
-    /// Every parameter of the official module tree, in `state_dict()` order, with its PyTorch shape.
-    public static func parameterShapes(_ config: HorNetConfiguration) -> [(String, [Int])] {
-        var shapes: [(String, [Int])] = []
-        let dims = config.dims
-        shapes += [("downsample_layers.0.0.weight", [dims[0], config.inChans, 4, 4]),
-                   ("downsample_layers.0.0.bias", [dims[0]]),
-                   ("downsample_layers.0.1.weight", [dims[0]]), ("downsample_layers.0.1.bias", [dims[0]])]
-        for i in 1..<4 {
-            shapes += [("downsample_layers.\(i).0.weight", [dims[i - 1]]), ("downsample_layers.\(i).0.bias", [dims[i - 1]]),
-                       ("downsample_layers.\(i).1.weight", [dims[i], dims[i - 1], 2, 2]),
-                       ("downsample_layers.\(i).1.bias", [dims[i]])]
-        }
-        for stage in 0..<4 {
-            let d = dims[stage]
-            let gdims = HorNetConfiguration.gnconvDims(d, order: config.orders[stage])
-            let sum = gdims.reduce(0, +)
-            for j in 0..<config.depths[stage] {
-                let p = "stages.\(stage).\(j)"
-                shapes += [("\(p).gamma1", [d]), ("\(p).gamma2", [d]), ("\(p).norm1.weight", [d]), ("\(p).norm1.bias", [d]),
-                           ("\(p).gnconv.proj_in.weight", [2 * d, d, 1, 1]), ("\(p).gnconv.proj_in.bias", [2 * d])]
-                if let gf = config.gflayer[stage] {
-                    shapes += [("\(p).gnconv.dwconv.complex_weight", [sum / 2, gf.h, gf.w, 2]),
-                               ("\(p).gnconv.dwconv.dw.weight", [sum / 2, 1, 3, 3]),
-                               ("\(p).gnconv.dwconv.pre_norm.weight", [sum]), ("\(p).gnconv.dwconv.pre_norm.bias", [sum]),
-                               ("\(p).gnconv.dwconv.post_norm.weight", [sum]), ("\(p).gnconv.dwconv.post_norm.bias", [sum])]
-                } else {
-                    shapes += [("\(p).gnconv.dwconv.weight", [sum, 1, 7, 7]), ("\(p).gnconv.dwconv.bias", [sum])]
-                }
-                shapes += [("\(p).gnconv.proj_out.weight", [d, d, 1, 1]), ("\(p).gnconv.proj_out.bias", [d])]
-                for k in 0..<(gdims.count - 1) {
-                    shapes += [("\(p).gnconv.pws.\(k).weight", [gdims[k + 1], gdims[k], 1, 1]),
-                               ("\(p).gnconv.pws.\(k).bias", [gdims[k + 1]])]
-                }
-                shapes += [("\(p).norm2.weight", [d]), ("\(p).norm2.bias", [d]),
-                           ("\(p).pwconv1.weight", [4 * d, d]), ("\(p).pwconv1.bias", [4 * d]),
-                           ("\(p).pwconv2.weight", [d, 4 * d]), ("\(p).pwconv2.bias", [d])]
-            }
-        }
-        shapes += [("norm.weight", [dims[3]]), ("norm.bias", [dims[3]]),
-                   ("head.weight", [config.numClasses, dims[3]]), ("head.bias", [config.numClasses])]
-        return shapes
+    /// Channels of the four stages' outputs.
+    public var stageChannels: [Int] { configuration.dims }
+
+    /// The four stages' outputs [N, H/4, W/4, C0] … [N, H/32, W/32, C3], before any norm (segmentation
+    /// heads add their own per-stage norms).
+    public func features(_ input: Tensor) -> [Tensor] {
+        var outputs: [Tensor] = []
+        _ = runStages(input) { outputs.append($0) }
+        return outputs
     }
 
-    /// Official key names from any known layout: DataParallel's `module.` prefix, and mmpretrain's
-    /// re-release (`backbone.` prefix, `norm3` for the final norm, `gnconv.projs` for `gnconv.pws`,
-    /// `gammaN.weight` (LayerScale modules) for `gammaN`, `head.fc.` for `head.`).
+    /// Official key names from mmpretrain's re-release (`backbone.` prefix, `norm3` for the final norm,
+    /// `gnconv.projs` for `gnconv.pws`, `gammaN.weight` (LayerScale modules) for `gammaN`, `head.fc.` for
+    /// `head.`). The card strips DataParallel's `module.` before.
     public static func sanitize(_ stateDict: StateDict) throws -> StateDict {
-        var dict = stateDict
-        if dict.keys.allSatisfy({ $0.hasPrefix("module.") }) { dict = try dict.removingPrefix("module.") }
-        let mmpretrain = dict.keys.contains { $0.hasPrefix("backbone.") || $0.hasPrefix("head.fc.") }
-        guard mmpretrain else { return dict }
-        return try dict.renamingKeys { key -> String? in
+        let mmpretrain = stateDict.keys.contains { $0.hasPrefix("backbone.") || $0.hasPrefix("head.fc.") }
+        guard mmpretrain else { return stateDict }
+        return try stateDict.renamingKeys { key -> String? in
             if key.hasPrefix("head.fc.") { return "head." + key.dropFirst("head.fc.".count) }
             guard key.hasPrefix("backbone.") else { return key }
             var k = String(key.dropFirst("backbone.".count))
@@ -260,43 +227,58 @@ public struct HorNet: ImageClassifier {
         }
     }
 
-    /// Builds the network from an official state dict (already checked against `parameterShapes`).
-    public init(configuration config: HorNetConfiguration, weights: [String: Tensor]) {
+    /// Builds the network from official weights, each read where its layer is built, in `state_dict()` order.
+    public init(configuration config: HorNetConfiguration, weights: WeightReader) {
         configuration = config
         let dims = config.dims
         let scale = Float(config.s)
-        stem = Conv2d(torchWeight: weights["downsample_layers.0.0.weight"]!, bias: weights["downsample_layers.0.0.bias"]!,
+        let stemLayers = weights.scope("downsample_layers.0")
+        let stemConv = stemLayers.scope("0")
+        stem = Conv2d(torchWeight: stemConv("weight", [dims[0], config.inChans, 4, 4]), bias: stemConv("bias", [dims[0]]),
                       stride: (4, 4), padding: .zero)
-        stemNorm = Norm(weights, "downsample_layers.0.1")
-        downsampleNorms = (1..<4).map { Norm(weights, "downsample_layers.\($0).0") }
-        downsampleConvs = (1..<4).map {
-            Conv2d(torchWeight: weights["downsample_layers.\($0).1.weight"]!, bias: weights["downsample_layers.\($0).1.bias"]!,
-                   stride: (2, 2), padding: .zero)
+        stemNorm = Norm(stemLayers.scope("1"), dims[0])
+        var downsampleNorms: [Norm] = [], downsampleConvs: [Conv2d] = []
+        for i in 1..<4 {
+            let layers = weights.scope("downsample_layers.\(i)"), conv = layers.scope("1")
+            downsampleNorms.append(Norm(layers.scope("0"), dims[i - 1]))
+            downsampleConvs.append(Conv2d(torchWeight: conv("weight", [dims[i], dims[i - 1], 2, 2]),
+                                          bias: conv("bias", [dims[i]]), stride: (2, 2), padding: .zero))
         }
+        self.downsampleNorms = downsampleNorms
+        self.downsampleConvs = downsampleConvs
         stages = (0..<4).map { stage in
             let d = dims[stage]
             let gdims = HorNetConfiguration.gnconvDims(d, order: config.orders[stage])
+            let sum = gdims.reduce(0, +)
             return (0..<config.depths[stage]).map { j in
-                let p = "stages.\(stage).\(j)"
+                let block = weights.scope("stages.\(stage).\(j)"), gn = block.scope("gnconv")
+                let gamma1 = block("gamma1", [d]).data, gamma2 = block("gamma2", [d]).data
+                let norm1 = Norm(block.scope("norm1"), d)
+                let projIn = Dense(gn.scope("proj_in"), [2 * d, d, 1, 1])
                 let mixer: SpatialMixer
-                if config.gflayer[stage] != nil {
-                    mixer = .globalFilter(GlobalLocalFilter(weights, "\(p).gnconv.dwconv", scale: scale))
+                if let size = config.gflayer[stage] {
+                    mixer = .globalFilter(GlobalLocalFilter(gn.scope("dwconv"), channels: sum, size: size, scale: scale))
                 } else {
-                    let w = weights["\(p).gnconv.dwconv.weight"]!, b = weights["\(p).gnconv.dwconv.bias"]!
+                    let dw = gn.scope("dwconv")
+                    let w = dw("weight", [sum, 1, 7, 7]), b = dw("bias", [sum])
                     mixer = .dwconv(Conv2d(torchWeight: Tensor(shape: w.shape, data: w.data.map { $0 * scale }),
                                            bias: Tensor(shape: b.shape, data: b.data.map { $0 * scale }),
-                                           padding: .symmetric(3), groups: w.shape[0]))
+                                           padding: .symmetric(3), groups: sum))
                 }
-                let gnconv = GnConv(dims: gdims, projIn: Dense(weights, "\(p).gnconv.proj_in"), dwconv: mixer,
-                                    pws: (0..<(gdims.count - 1)).map { Dense(weights, "\(p).gnconv.pws.\($0)") },
-                                    projOut: Dense(weights, "\(p).gnconv.proj_out", scale: weights["\(p).gamma1"]!.data))
-                return Block(dim: d, norm1: Norm(weights, "\(p).norm1"), gnconv: gnconv, norm2: Norm(weights, "\(p).norm2"),
-                             pwconv1: Dense(weights, "\(p).pwconv1"),
-                             pwconv2: Dense(weights, "\(p).pwconv2", scale: weights["\(p).gamma2"]!.data))
+                let projOut = Dense(gn.scope("proj_out"), [d, d, 1, 1], scale: gamma1)
+                let pws = (0..<(gdims.count - 1)).map { k in
+                    Dense(gn.scope("pws.\(k)"), [gdims[k + 1], gdims[k], 1, 1])
+                }
+                return Block(dim: d, norm1: norm1,
+                             gnconv: GnConv(dims: gdims, projIn: projIn, dwconv: mixer, pws: pws, projOut: projOut),
+                             norm2: Norm(block.scope("norm2"), d),
+                             pwconv1: Dense(block.scope("pwconv1"), [4 * d, d]),
+                             pwconv2: Dense(block.scope("pwconv2"), [d, 4 * d], scale: gamma2))
             }
         }
-        norm = LayerNorm(weight: weights["norm.weight"]!, bias: weights["norm.bias"]!, eps: Self.eps)
-        head = Linear(weight: weights["head.weight"]!, bias: weights["head.bias"]!)
+        norm = LayerNorm(weight: weights("norm.weight", [dims[3]]), bias: weights("norm.bias", [dims[3]]), eps: Self.eps)
+        head = Linear(weight: weights("head.weight", [config.numClasses, dims[3]]),
+                      bias: weights("head.bias", [config.numClasses]))
     }
 
     /// Pixels per chunk of images that a stage processes together: big enough for efficient GEMMs on
@@ -305,6 +287,11 @@ public struct HorNet: ImageClassifier {
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects (sides divisible by 32).
     public func callAsFunction(_ input: Tensor) -> Tensor {
+        head(norm(Pooling.globalAverage(runStages(input, keep: nil))))
+    }
+
+    /// Runs the stem and the four stages, handing each stage's output to `keep`; the last stage's output.
+    func runStages(_ input: Tensor, keep: ((Tensor) -> Void)?) -> Tensor {
         precondition(input.rank == 4 && input.shape[3] == configuration.inChans,
                      "HorNet expects NHWC with \(configuration.inChans) channels, got \(input.shape)")
         var x = stem(input)
@@ -326,8 +313,9 @@ public struct HorNet: ImageClassifier {
                 x = downsampleConvs[stage - 1](x)
             }
             runStage(stage, &x)
+            keep?(x)
         }
-        return head(norm(Pooling.globalAverage(x)))
+        return x
     }
 
     /// The blocks of one stage on x [N, H, W, C], in chunks of whole images.

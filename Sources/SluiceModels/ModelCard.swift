@@ -1,66 +1,90 @@
 import Foundation
+import SluiceMedia
 import SluiceTensor
 
-/// A model that maps a batch of preprocessed NHWC images to class logits.
-public protocol ImageClassifier: Sendable {
-    var numClasses: Int { get }
-    /// Logits [N, numClasses] for input [N, H, W, 3].
-    func callAsFunction(_ input: Tensor) -> Tensor
-}
-
-/// A classifier that can report the wall time of each layer of a forward pass (`sluice benchmark
-/// --layers`), under the official module names so they line up with other engines' profiles.
-public protocol LayerTimedClassifier: ImageClassifier {
-    func callAsFunction(_ input: Tensor, layerTime: (_ layer: String, _ milliseconds: Double) -> Void) -> Tensor
-}
-
-/// How an image becomes the model's input tensor (torchvision-style: resize the shorter side, center
-/// crop, normalise per channel on the 0…255 scale).
-public struct Preprocessing: Codable, Sendable, Equatable {
-    public enum Interpolation: String, Codable, Sendable { case bicubic, bilinear }
-    public var resizeShorterSide: Int
-    public var cropSize: Int
-    public var interpolation: Interpolation
-    /// Per-channel mean and std on the 0…255 pixel scale.
-    public var mean: [Float]
-    public var std: [Float]
-
-    /// TensorFlow Lite convention of the EfficientNet-Lite models: (x − 127) / 128.
-    public static let tfLite = Preprocessing(resizeShorterSide: 256, cropSize: 224, interpolation: .bicubic,
-                                             mean: [127, 127, 127], std: [128, 128, 128])
-    /// torchvision ImageNet statistics.
-    public static let imageNet = Preprocessing(resizeShorterSide: 256, cropSize: 224, interpolation: .bicubic,
-                                               mean: [0.485 * 255, 0.456 * 255, 0.406 * 255],
-                                               std: [0.229 * 255, 0.224 * 255, 0.225 * 255])
-}
-
-/// What Sluice knows about a named model: its family, configuration, preprocessing and labels.
+/// What Sluice knows about a named model: its family, its task, what it takes in, its labels, and how
+/// to build it from official weights.
 public struct ModelCard: Sendable {
     public var name: String
     public var family: String
     /// The official source this implementation follows.
     public var reference: String
-    public var preprocessing: Preprocessing
+    public var task: ModelTask
+    /// What the model takes in, and so how images and frames are prepared for it.
+    public var input: InputSpec
+    /// Names of the classes (classification, segmentation) or answers (question answering).
     public var labels: LabelSet
-    /// Official parameter names and PyTorch shapes.
-    public var parameterShapes: [(String, [Int])]
     /// Keys a checkpoint may carry that inference does not use.
     public var ignoredKeySuffixes: [String]
-    let build: @Sendable ([String: Tensor]) -> any ImageClassifier
+    /// Builds the model, asking the reader for every weight by its official name.
+    let construct: @Sendable (WeightReader) throws -> LoadedModel
     /// Maps a checkpoint's key names to the official ones before validation (e.g. a re-release that
     /// renamed modules); identity by default.
     public var normalizeKeys: @Sendable (StateDict) throws -> StateDict = { $0 }
 
-    public func makeClassifier(weights: [String: Tensor]) throws -> any ImageClassifier {
-        try WeightCheck.validate(weights, against: self)
-        return build(weights)
+    public init(name: String, family: String, reference: String, task: ModelTask, input: InputSpec, labels: LabelSet,
+                ignoredKeySuffixes: [String] = [], construct: @escaping @Sendable (WeightReader) throws -> LoadedModel,
+                normalizeKeys: @escaping @Sendable (StateDict) throws -> StateDict = { $0 }) {
+        self.name = name; self.family = family; self.reference = reference; self.task = task; self.input = input
+        self.labels = labels; self.ignoredKeySuffixes = ignoredKeySuffixes; self.construct = construct
+        self.normalizeKeys = normalizeKeys
+    }
+
+    /// The fixed-size crop recipe, for models that take one (every classifier here).
+    public var preprocessing: Preprocessing? {
+        if case .crop(let preprocessing) = input.image { return preprocessing }
+        return nil
+    }
+
+    /// What the model produces, in words (`sluice models list`).
+    public var outputs: String {
+        switch task {
+        case .imageClassification: return "logits over \(labels.labels.count) \(labels.name) classes"
+        case .semanticSegmentation: return "per-pixel logits over \(labels.labels.count) \(labels.name) classes"
+        case .videoClassification: return "per-frame logits over \(labels.labels.count) \(labels.name) classes"
+        case .videoObjectSegmentation: return "per-frame object masks"
+        case .videoQuestionAnswering: return "scores over \(labels.labels.count) answers"
+        }
+    }
+
+    /// Official parameter names and PyTorch shapes, in `state_dict()` order (recorded by building the model).
+    public var parameterShapes: [(String, [Int])] {
+        (try? WeightReader.parameterShapes(construct)) ?? []
+    }
+
+    /// Builds the model from `weights`, then throws one error listing every missing, mis-shaped and
+    /// unexpected tensor, if any.
+    public func load(_ weights: WeightReader, source: String = "weights") throws -> LoadedModel {
+        let model = try construct(weights)
+        try weights.finish(model: name, source: source)
+        return model
     }
 
     /// Normalises the key names of a checkpoint, validates it and builds the model.
+    public func load(stateDict: StateDict, source: String = "weights") throws -> LoadedModel {
+        try load(WeightReader(sanitize(stateDict).tensors, ignoredKeySuffixes: ignoredKeySuffixes), source: source)
+    }
+
+    public func makeClassifier(weights: [String: Tensor]) throws -> any ImageClassifier {
+        try classifier(load(WeightReader(weights, ignoredKeySuffixes: ignoredKeySuffixes)))
+    }
+
+    /// Normalises the key names of a checkpoint, validates it and builds the classifier.
     public func makeClassifier(stateDict: StateDict, source: String = "weights") throws -> any ImageClassifier {
-        let tensors = try normalizeKeys(stateDict).tensors
-        try WeightCheck.validate(tensors, against: self, source: source)
-        return build(tensors)
+        try classifier(load(stateDict: stateDict, source: source))
+    }
+
+    func classifier(_ model: LoadedModel) throws -> any ImageClassifier {
+        guard let classifier = model.classifier else { throw ModelError.notA("classifier", model: name, task: task) }
+        return classifier
+    }
+
+    /// A checkpoint under official key names: without DataParallel's `module.` prefix, then through the
+    /// family's renames (`normalizeKeys`).
+    public func sanitize(_ stateDict: StateDict) throws -> StateDict {
+        var dict = stateDict
+        if !dict.isEmpty && dict.keys.allSatisfy({ $0.hasPrefix("module.") }) { dict = try dict.removingPrefix("module.") }
+        return try normalizeKeys(dict)
     }
 }
 
@@ -87,10 +111,9 @@ public enum ModelRegistry {
         preprocessing.resizeShorterSide = Int((Double(config.imageSize) * 256 / 224).rounded())
         return ModelCard(name: name, family: "efficientnet_lite",
                          reference: "efficientnet_lite_pytorch/model.py (PyPI efficientnet-lite-pytorch 0.1.0)",
-                         preprocessing: preprocessing, labels: .imageNet1k,
-                         parameterShapes: EfficientNetLite.parameterShapes(config),
+                         task: .imageClassification, input: .crop(preprocessing), labels: .imageNet1k,
                          ignoredKeySuffixes: ["num_batches_tracked"],
-                         build: { EfficientNetLite(configuration: config, weights: $0) })
+                         construct: { .classifier(EfficientNetLite(configuration: config, weights: $0)) })
     }
 }
 
@@ -98,12 +121,15 @@ extension ModelRegistry {
     /// HorNet cards: official constructors at 224, torchvision-style ImageNet preprocessing (Resize 256
     /// bicubic, CenterCrop 224, ImageNet mean/std, as the official `datasets.py` evaluates below 384).
     static func horNet(name: String) -> ModelCard {
-        let config = HorNetConfiguration.named(name)!
+        horNetCard(name: name, configuration: HorNetConfiguration.named(name)!)
+    }
+
+    public static func horNetCard(name: String, configuration config: HorNetConfiguration) -> ModelCard {
         let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "imagenet21k", labels: [])
         return ModelCard(name: name, family: "hornet", reference: "hornet.py (github.com/raoyongming/HorNet)",
-                         preprocessing: .imageNet, labels: labels,
-                         parameterShapes: HorNet.parameterShapes(config), ignoredKeySuffixes: [],
-                         build: { HorNet(configuration: config, weights: $0) },
+                         task: .imageClassification, input: .crop(.imageNet), labels: labels,
+                         ignoredKeySuffixes: [],
+                         construct: { .classifier(HorNet(configuration: config, weights: $0)) },
                          normalizeKeys: { try HorNet.sanitize($0) })
     }
 }
@@ -112,6 +138,7 @@ public enum ModelError: Error, CustomStringConvertible {
     case unknownModel(String, known: [String])
     case weightsMismatch(model: String, source: String, problems: [String])
     case noWeights(model: String, searched: String)
+    case notA(String, model: String, task: ModelTask)
 
     public var description: String {
         switch self {
@@ -120,6 +147,8 @@ public enum ModelError: Error, CustomStringConvertible {
         case .weightsMismatch(let model, let source, let problems):
             return "\(source): weights do not fit \(model): \(problems.count) problem(s): "
                 + problems.joined(separator: "; ")
+        case .notA(let kind, let model, let task):
+            return "\(model) is not a \(kind): it does \(task.rawValue)"
         case .noWeights(let model, let searched):
             return "no weights for \(model): pass --weights FILE or run `sluice models import FILE --model \(model)` (looked in \(searched))"
         }
@@ -129,23 +158,9 @@ public enum ModelError: Error, CustomStringConvertible {
 /// Checks a state dict against a model's parameter list and reports every problem at once.
 public enum WeightCheck {
     public static func problems(_ weights: [String: Tensor], against card: ModelCard) -> [String] {
-        var problems: [String] = []
-        var expected = Set<String>()
-        for (key, shape) in card.parameterShapes {
-            expected.insert(key)
-            guard let tensor = weights[key] else { problems.append("missing \(key) \(shape)"); continue }
-            if tensor.shape != shape { problems.append("\(key) has shape \(tensor.shape), expected \(shape)") }
-        }
-        let unexpected = weights.keys.filter { key in
-            !expected.contains(key) && !card.ignoredKeySuffixes.contains(where: { key.hasSuffix($0) })
-        }.sorted()
-        problems += unexpected.map { "unexpected \($0)" }
-        return problems
-    }
-
-    public static func validate(_ weights: [String: Tensor], against card: ModelCard, source: String = "weights") throws {
-        let found = problems(weights, against: card)
-        if !found.isEmpty { throw ModelError.weightsMismatch(model: card.name, source: source, problems: found) }
+        let reader = WeightReader(weights, ignoredKeySuffixes: card.ignoredKeySuffixes)
+        _ = try? card.construct(reader)
+        return reader.problems
     }
 }
 
@@ -153,6 +168,8 @@ public enum WeightCheck {
 public struct LabelSet: Sendable {
     public var name: String
     public var labels: [String]
+
+    public init(name: String, labels: [String]) { self.name = name; self.labels = labels }
 
     public static let imageNet1k: LabelSet = {
         guard let url = Bundle.module.url(forResource: "imagenet1k_labels", withExtension: "tsv"),

@@ -34,44 +34,47 @@ public struct ModelStore: Sendable {
     public func importCheckpoint(_ source: URL, model: String) throws -> ImportSummary {
         let card = try ModelRegistry.card(named: model)
         let format = try Checkpoint.format(of: source)
-        let stateDict = try card.normalizeKeys(Checkpoint.load(source))
-        let tensors = stateDict.tensors
-        try WeightCheck.validate(tensors, against: card, source: source.path)
-        let ordered = card.parameterShapes.map { ($0.0, tensors[$0.0]!) }
+        let stateDict = try card.sanitize(Checkpoint.load(source))
+        let reader = WeightReader(stateDict.tensors, ignoredKeySuffixes: card.ignoredKeySuffixes)
+        _ = try card.load(reader, source: source.path)
+        let ordered = try reader.declared.map { ($0.0, try stateDict.tensor($0.0)) }
         try FileManager.default.createDirectory(at: modelsDirectory, withIntermediateDirectories: true)
         let metadata = ["model": model, "family": card.family, "source": source.lastPathComponent,
                         "format": format.rawValue]
         let weights = weightsURL(for: model)
         try Safetensors.write(ordered, metadata: metadata, to: weights)
         let parameterCount = ordered.reduce(0) { $0 + $1.1.count }
-        let info: [String: Any] = [
+        var info: [String: Any] = [
             "name": model, "family": card.family, "reference": card.reference,
             "source": source.path, "source_format": format.rawValue,
             "tensors": ordered.count, "parameters": parameterCount,
-            "labels": card.labels.name,
-            "preprocessing": [
-                "resize_shorter_side": card.preprocessing.resizeShorterSide,
-                "crop_size": card.preprocessing.cropSize,
-                "interpolation": card.preprocessing.interpolation.rawValue,
-                "mean": card.preprocessing.mean, "std": card.preprocessing.std,
-            ],
+            "labels": card.labels.name, "task": card.task.rawValue,
             "imported_at": ISO8601DateFormatter().string(from: Date()),
         ]
+        if let p = card.preprocessing {
+            info["preprocessing"] = ["resize_shorter_side": p.resizeShorterSide, "crop_size": p.cropSize,
+                                     "interpolation": p.interpolation.rawValue, "mean": p.mean, "std": p.std]
+        }
         let json = try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])
         try json.write(to: cardURL(for: model), options: .atomic)
         return ImportSummary(weights: weights, card: cardURL(for: model), tensorCount: ordered.count,
                              parameterCount: parameterCount, format: format.rawValue)
     }
 
-    /// The classifier for `model`, from `weights` when given (any checkpoint format), else from the store.
-    public func loadClassifier(_ model: String, weights: URL? = nil) throws -> (ModelCard, any ImageClassifier) {
+    /// The model `model` (whatever its task), from `weights` when given (any checkpoint format), else
+    /// from the store.
+    public func load(_ model: String, weights: URL? = nil) throws -> (ModelCard, LoadedModel) {
         let card = try ModelRegistry.card(named: model)
         let url = weights ?? weightsURL(for: model)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw ModelError.noWeights(model: model, searched: url.path)
         }
-        let stateDict = try card.normalizeKeys(Checkpoint.load(url))
-        try WeightCheck.validate(stateDict.tensors, against: card, source: url.path)
-        return (card, card.build(stateDict.tensors))
+        return (card, try card.load(stateDict: Checkpoint.load(url), source: url.path))
+    }
+
+    /// The classifier for `model`, from `weights` when given, else from the store.
+    public func loadClassifier(_ model: String, weights: URL? = nil) throws -> (ModelCard, any ImageClassifier) {
+        let (card, loaded) = try load(model, weights: weights)
+        return (card, try card.classifier(loaded))
     }
 }

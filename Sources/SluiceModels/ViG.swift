@@ -120,74 +120,33 @@ public struct ViG: ImageClassifier {
 
     public var numClasses: Int { configuration.numClasses }
 
-    /// Every parameter of the official module tree, in `state_dict()` order, with its PyTorch shape.
-    public static func parameterShapes(_ config: ViGConfiguration) -> [(String, [Int])] {
-        let c = config.embedDim, half = c / 2, k = config.patchSize / 2 + 1
-        let kd = config.keyDim, vd = config.valueDim, r = ViGConfiguration.gateLowRankDim, hidden = config.mlpHidden
-        var shapes: [(String, [Int])] = [
-            ("pos_embed", [1, config.positionGrid * config.positionGrid, c]),
-            ("patch_embed.proj.0.weight", [half, config.inChans, k, k]), ("patch_embed.proj.0.bias", [half]),
-            ("patch_embed.proj.1.weight", [half]), ("patch_embed.proj.1.bias", [half]),
-            ("patch_embed.proj.3.weight", [c, half, 3, 3]), ("patch_embed.proj.3.bias", [c]),
-            ("patch_embed.proj.4.weight", [c]), ("patch_embed.proj.4.bias", [c]),
-            ("head.weight", [config.numClasses, c]), ("head.bias", [config.numClasses]),
-        ]
-        for i in 0..<config.depth {
-            let p = "blocks.\(i)"
-            shapes += [
-                ("\(p).attn_norm.weight", [c]),
-                ("\(p).attn.in_proj.0.weight", [c, 1, 3, 3]),
-                ("\(p).attn.qkv_proj.weight", [2 * kd + vd, c]),
-                ("\(p).attn.gk_proj.0.weight", [r, c]),
-                ("\(p).attn.gk_proj.1.weight", [2 * kd, r]), ("\(p).attn.gk_proj.1.bias", [2 * kd]),
-                ("\(p).attn.o_proj.weight", [c, vd]),
-                ("\(p).attn.g_norm.weight", [config.headValueDim]),
-                ("\(p).attn.l_norm.weight", [config.headValueDim]),
-                ("\(p).attn.g_proj.weight", [vd, c]), ("\(p).attn.g_proj.bias", [vd]),
-                ("\(p).mlp_norm.weight", [c]),
-                ("\(p).mlp.gate_proj.weight", [2 * hidden, c]),
-                ("\(p).mlp.down_proj.weight", [c, hidden]),
-            ]
-        }
-        shapes.append(("norm.weight", [c]))
-        return shapes
-    }
-
-    /// Official key names from a DataParallel checkpoint (`module.` prefix) too.
-    public static func sanitize(_ stateDict: StateDict) throws -> StateDict {
-        if !stateDict.keys.isEmpty && stateDict.keys.allSatisfy({ $0.hasPrefix("module.") }) {
-            return try stateDict.removingPrefix("module.")
-        }
-        return stateDict
-    }
-
-    /// Builds the network from an official state dict (already checked against `parameterShapes`).
-    public init(configuration config: ViGConfiguration, weights: [String: Tensor]) {
+    /// Builds the network from official weights, each read where its layer is built, in `state_dict()` order.
+    public init(configuration config: ViGConfiguration, weights: WeightReader) {
         precondition(config.valueDim == config.embedDim,
                      "ViG's local branch reshapes C channels into heads of d_v: needs expand_v = 1")
         configuration = config
-        let w = { (key: String) -> Tensor in weights[key]! }
-        let stride = config.patchSize / 2
-        stemConv1 = Conv2d(torchWeight: w("patch_embed.proj.0.weight"), bias: w("patch_embed.proj.0.bias"),
+        let c = config.embedDim, half = c / 2, k = config.patchSize / 2 + 1, stride = config.patchSize / 2
+        positionEmbedding = weights("pos_embed", [1, config.positionGrid * config.positionGrid, c]).data
+        let stem = weights.scope("patch_embed.proj")
+        stemConv1 = Conv2d(torchWeight: stem("0.weight", [half, config.inChans, k, k]), bias: stem("0.bias", [half]),
                            stride: (stride, stride), padding: .symmetric(1))
-        stemNorm1 = LayerNorm(weight: w("patch_embed.proj.1.weight"), bias: w("patch_embed.proj.1.bias"), eps: Self.stemEps)
-        stemConv2 = Conv2d(torchWeight: w("patch_embed.proj.3.weight"), bias: w("patch_embed.proj.3.bias"),
+        stemNorm1 = LayerNorm(weight: stem("1.weight", [half]), bias: stem("1.bias", [half]), eps: Self.stemEps)
+        stemConv2 = Conv2d(torchWeight: stem("3.weight", [c, half, 3, 3]), bias: stem("3.bias", [c]),
                            stride: (2, 2), padding: .symmetric(1))
-        stemNorm2 = LayerNorm(weight: w("patch_embed.proj.4.weight"), bias: w("patch_embed.proj.4.bias"), eps: Self.stemEps)
-        positionEmbedding = w("pos_embed").data
+        stemNorm2 = LayerNorm(weight: stem("4.weight", [c]), bias: stem("4.bias", [c]), eps: Self.stemEps)
+        head = Linear(weight: weights("head.weight", [config.numClasses, c]), bias: weights("head.bias", [config.numClasses]))
         blocks = (0..<config.depth).map { i in
-            let p = "blocks.\(i)"
-            return Block(attnNorm: RMSNorm(weight: w("\(p).attn_norm.weight"), eps: Self.rmsEps),
-                         attn: GatedLinearAttention2D(prefix: "\(p).attn", weights: weights, heads: config.numHeads,
+            let block = weights.scope("blocks.\(i)")
+            return Block(attnNorm: RMSNorm(weight: block("attn_norm.weight", [c]), eps: Self.rmsEps),
+                         attn: GatedLinearAttention2D(block.scope("attn"), channels: c, heads: config.numHeads,
                                                       keyDim: config.keyDim, valueDim: config.valueDim,
                                                       actInConv: config.useActInConv, outAct: config.useOutAct,
                                                       outputScale: 0.25),
-                         mlpNorm: RMSNorm(weight: w("\(p).mlp_norm.weight"), eps: Self.rmsEps),
-                         gateProj: Linear(weight: w("\(p).mlp.gate_proj.weight"), bias: nil),
-                         downProj: Linear(weight: w("\(p).mlp.down_proj.weight"), bias: nil))
+                         mlpNorm: RMSNorm(weight: block("mlp_norm.weight", [c]), eps: Self.rmsEps),
+                         gateProj: Linear(weight: block("mlp.gate_proj.weight", [2 * config.mlpHidden, c]), bias: nil),
+                         downProj: Linear(weight: block("mlp.down_proj.weight", [c, config.mlpHidden]), bias: nil))
         }
-        norm = RMSNorm(weight: w("norm.weight"), eps: Self.rmsEps)
-        head = Linear(weight: w("head.weight"), bias: w("head.bias"))
+        norm = RMSNorm(weight: weights("norm.weight", [c]), eps: Self.rmsEps)
     }
 
     /// pos_embed for a token grid, [height·width·C]: as stored on the trained grid, else resized
@@ -233,7 +192,7 @@ public struct ViG: ImageClassifier {
 
 /// The GLA token mixer shared by ViG (`GatedLinearAttention`) and ViG-H (`GLA2D`), eval branch, on
 /// tokens [N·H·W, C] in row-major raster order (channels-last; ViG-H's Linear2d 1x1 convs are the same
-/// GEMMs). Parameters under `prefix`: in_proj.0 (3x3 depthwise, no bias), qkv_proj, gk_proj.{0,1},
+/// GEMMs). Parameters of its module: in_proj.0 (3x3 depthwise, no bias), qkv_proj, gk_proj.{0,1},
 /// o_proj, g_norm, l_norm, g_proj. Linear2d weights arrive already reshaped to [out, in].
 struct GatedLinearAttention2D {
     static let rmsEps: Float = 1e-6
@@ -253,19 +212,18 @@ struct GatedLinearAttention2D {
     /// What the bidirectional sum is multiplied by: the kernel's mean (1/2), times ViG's extra eval /2.
     let outputScale: Float
 
-    init(prefix p: String, weights: [String: Tensor], heads: Int, keyDim: Int, valueDim: Int,
+    init(_ module: WeightReader, channels c: Int, heads: Int, keyDim kd: Int, valueDim vd: Int,
          actInConv: Bool, outAct: Bool, outputScale: Float) {
-        let w = { (key: String) -> Tensor in weights["\(p).\(key)"]! }
-        let dw = w("in_proj.0.weight")
-        inProj = Conv2d(torchWeight: dw, bias: nil, padding: .symmetric(1), groups: dw.shape[0])
-        qkvProj = Linear(weight: w("qkv_proj.weight"), bias: nil)
-        gkProj0 = Linear(weight: w("gk_proj.0.weight"), bias: nil)
-        gkProj1 = Linear(weight: w("gk_proj.1.weight"), bias: w("gk_proj.1.bias"))
-        oProj = Linear(weight: w("o_proj.weight"), bias: nil)
-        gNorm = RMSNorm(weight: w("g_norm.weight"), eps: Self.rmsEps)
-        lNorm = RMSNorm(weight: w("l_norm.weight"), eps: Self.rmsEps)
-        gProj = Linear(weight: w("g_proj.weight"), bias: w("g_proj.bias"))
-        self.heads = heads; self.keyDim = keyDim; self.valueDim = valueDim
+        let r = ViGConfiguration.gateLowRankDim, w = module
+        inProj = Conv2d(torchWeight: w("in_proj.0.weight", [c, 1, 3, 3]), bias: nil, padding: .symmetric(1), groups: c)
+        qkvProj = Linear(weight: w("qkv_proj.weight", [2 * kd + vd, c]), bias: nil)
+        gkProj0 = Linear(weight: w("gk_proj.0.weight", [r, c]), bias: nil)
+        gkProj1 = Linear(weight: w("gk_proj.1.weight", [2 * kd, r]), bias: w("gk_proj.1.bias", [2 * kd]))
+        oProj = Linear(weight: w("o_proj.weight", [c, vd]), bias: nil)
+        gNorm = RMSNorm(weight: w("g_norm.weight", [vd / heads]), eps: Self.rmsEps)
+        lNorm = RMSNorm(weight: w("l_norm.weight", [vd / heads]), eps: Self.rmsEps)
+        gProj = Linear(weight: w("g_proj.weight", [vd, c]), bias: w("g_proj.bias", [vd]))
+        self.heads = heads; self.keyDim = kd; self.valueDim = vd
         self.actInConv = actInConv; self.outAct = outAct; self.outputScale = outputScale
     }
 
@@ -395,9 +353,7 @@ extension ModelRegistry {
     public static func vigCard(name: String, configuration config: ViGConfiguration) -> ModelCard {
         let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "classes\(config.numClasses)", labels: [])
         return ModelCard(name: name, family: "vig", reference: "classification/models/vig.py (github.com/hustvl/ViG)",
-                         preprocessing: .imageNet, labels: labels,
-                         parameterShapes: ViG.parameterShapes(config), ignoredKeySuffixes: [],
-                         build: { ViG(configuration: config, weights: $0) },
-                         normalizeKeys: { try ViG.sanitize($0) })
+                         task: .imageClassification, input: .crop(.imageNet), labels: labels,
+                         ignoredKeySuffixes: [], construct: { .classifier(ViG(configuration: config, weights: $0)) })
     }
 }

@@ -81,7 +81,7 @@ public struct ViGHConfiguration: Codable, Sendable, Equatable {
     public static let officialNames = ["vig_h_tiny", "vig_h_small", "vig_h_base"]
 }
 
-public struct ViGH: ImageClassifier {
+public struct ViGH: ImageClassifier, ImageBackbone {
     static let layerNormEps: Float = 1e-5
 
     struct Block {
@@ -109,60 +109,16 @@ public struct ViGH: ImageClassifier {
 
     public var numClasses: Int { configuration.numClasses }
 
-    /// Every parameter of the official module tree, in `state_dict()` order, with its PyTorch shape.
-    public static func parameterShapes(_ config: ViGHConfiguration) -> [(String, [Int])] {
-        let d0 = config.dims[0], half = d0 / 2, k = config.patchSize / 2 + 1, r = 16
-        var shapes: [(String, [Int])] = [
-            ("patch_embed.0.weight", [half, config.inChans, k, k]), ("patch_embed.0.bias", [half]),
-            ("patch_embed.2.weight", [half]), ("patch_embed.2.bias", [half]),
-            ("patch_embed.5.weight", [d0, half, k, k]), ("patch_embed.5.bias", [d0]),
-            ("patch_embed.7.weight", [d0]), ("patch_embed.7.bias", [d0]),
-        ]
-        for s in config.dims.indices {
-            let d = config.dims[s], kd = config.keyDim(s), vd = config.valueDim(s), hidden = config.mlpHidden(s)
-            for j in 0..<config.depths[s] {
-                let p = "layers.\(s).blocks.\(j)"
-                shapes += [
-                    ("\(p).norm.weight", [d]), ("\(p).norm.bias", [d]),
-                    ("\(p).op.in_proj.0.weight", [d, 1, 3, 3]),
-                    ("\(p).op.qkv_proj.weight", [2 * kd + vd, d]),
-                    ("\(p).op.gk_proj.0.weight", [r, d]),
-                    ("\(p).op.gk_proj.1.weight", [2 * kd, r]), ("\(p).op.gk_proj.1.bias", [2 * kd]),
-                    ("\(p).op.o_proj.weight", [d, vd]),
-                    ("\(p).op.g_norm.weight", [vd / config.numHeads[s]]),
-                    ("\(p).op.l_norm.weight", [vd / config.numHeads[s]]),
-                    ("\(p).op.g_proj.weight", [vd, d]), ("\(p).op.g_proj.bias", [vd]),
-                    ("\(p).norm2.weight", [d]), ("\(p).norm2.bias", [d]),
-                    ("\(p).mlp.fc1.weight", [2 * hidden, d]),
-                    ("\(p).mlp.fc2.weight", [d, hidden]),
-                ]
-            }
-            if s + 1 < config.dims.count {
-                let next = config.dims[s + 1], p = "layers.\(s).downsample"
-                shapes += [("\(p).1.weight", [next, d, 3, 3]), ("\(p).1.bias", [next]),
-                           ("\(p).3.weight", [next]), ("\(p).3.bias", [next])]
-            }
-        }
-        let last = config.dims.last!
-        shapes += [("classifier.norm.weight", [last]), ("classifier.norm.bias", [last]),
-                   ("classifier.head.weight", [config.numClasses, last]), ("classifier.head.bias", [config.numClasses])]
-        return shapes
-    }
-
     /// Linear2d modules: their weights may be stored conv-shaped, [out, in, 1, 1].
     static let linear2dSuffixes = ["op.qkv_proj.weight", "op.gk_proj.0.weight", "op.gk_proj.1.weight",
                                    "op.g_proj.weight", "mlp.fc1.weight", "mlp.fc2.weight"]
 
-    /// Official key names from a checkpoint as HierViG loads it: without DataParallel's `module.`, with
-    /// `HierViG._load_from_state_dict`'s renames of the previous training code's names (prefix matches,
-    /// in its order: patch_embed.proj → patch_embed.0, patch_embed.norm → patch_embed.2,
+    /// Official key names from a checkpoint as HierViG loads it (after the card strips DataParallel's
+    /// `module.`): `HierViG._load_from_state_dict`'s renames of the previous training code's names (prefix
+    /// matches, in its order: patch_embed.proj → patch_embed.0, patch_embed.norm → patch_embed.2,
     /// layers.i.blocks.j.ln_1 → .norm, .self_attention → .op, norm → classifier.norm, head →
     /// classifier.head), and Linear2d weights viewed as [out, in] (`Linear2d._load_from_state_dict`).
     public static func sanitize(_ stateDict: StateDict) throws -> StateDict {
-        var dict = stateDict
-        if !dict.keys.isEmpty && dict.keys.allSatisfy({ $0.hasPrefix("module.") }) {
-            dict = try dict.removingPrefix("module.")
-        }
         func renamed(_ key: String) -> String {
             var key = key
             func change(_ source: String, _ destination: String) {
@@ -180,9 +136,8 @@ public struct ViGH: ImageClassifier {
             change("head", "classifier.head")
             return key
         }
-        dict = try dict.renamingKeys { renamed($0) }
-        for key in dict.keys where linear2dSuffixes.contains(where: { key.hasSuffix($0) }) {
-            let t = dict[key]!
+        var dict = try stateDict.renamingKeys { renamed($0) }
+        for (key, t) in dict.orderedTensors where linear2dSuffixes.contains(where: { key.hasSuffix($0) }) {
             if t.rank == 4 && t.shape[2] == 1 && t.shape[3] == 1 {
                 dict.set(t.reshaped([t.shape[0], t.shape[1]]), forKey: key, dtype: dict.dtypes[key] ?? .f32)
             }
@@ -190,46 +145,68 @@ public struct ViGH: ImageClassifier {
         return dict
     }
 
-    /// Builds the network from an official state dict (already checked against `parameterShapes`).
-    public init(configuration config: ViGHConfiguration, weights: [String: Tensor]) {
+    /// Builds the network from official weights, each read where its layer is built, in `state_dict()` order.
+    public init(configuration config: ViGHConfiguration, weights: WeightReader) {
         for s in config.dims.indices {
             precondition(config.valueDim(s) == config.dims[s],
                          "GLA2D's local branch reshapes C channels into heads of d_v: needs expand_v = 1")
         }
         configuration = config
-        let w = { (key: String) -> Tensor in weights[key]! }
-        let stride = config.patchSize / 2
-        stemConv1 = Conv2d(torchWeight: w("patch_embed.0.weight"), bias: w("patch_embed.0.bias"),
+        let d0 = config.dims[0], half = d0 / 2, k = config.patchSize / 2 + 1, stride = config.patchSize / 2
+        let stem = weights.scope("patch_embed")
+        stemConv1 = Conv2d(torchWeight: stem("0.weight", [half, config.inChans, k, k]), bias: stem("0.bias", [half]),
                            stride: (stride, stride), padding: .symmetric(1))
-        stemNorm1 = LayerNorm(weight: w("patch_embed.2.weight"), bias: w("patch_embed.2.bias"), eps: Self.layerNormEps)
-        stemConv2 = Conv2d(torchWeight: w("patch_embed.5.weight"), bias: w("patch_embed.5.bias"),
+        stemNorm1 = LayerNorm(weight: stem("2.weight", [half]), bias: stem("2.bias", [half]), eps: Self.layerNormEps)
+        stemConv2 = Conv2d(torchWeight: stem("5.weight", [d0, half, k, k]), bias: stem("5.bias", [d0]),
                            stride: (stride, stride), padding: .symmetric(1))
-        stemNorm2 = LayerNorm(weight: w("patch_embed.7.weight"), bias: w("patch_embed.7.bias"), eps: Self.layerNormEps)
+        stemNorm2 = LayerNorm(weight: stem("7.weight", [d0]), bias: stem("7.bias", [d0]), eps: Self.layerNormEps)
+        /// The LayerNorm `module` over `channels`.
+        func layerNorm(_ module: WeightReader, _ channels: Int) -> LayerNorm {
+            LayerNorm(weight: module("weight", [channels]), bias: module("bias", [channels]), eps: Self.layerNormEps)
+        }
         stages = config.dims.indices.map { s in
+            let d = config.dims[s], hidden = config.mlpHidden(s), layer = weights.scope("layers.\(s)")
             let blocks = (0..<config.depths[s]).map { j -> Block in
-                let p = "layers.\(s).blocks.\(j)"
-                return Block(norm: LayerNorm(weight: w("\(p).norm.weight"), bias: w("\(p).norm.bias"), eps: Self.layerNormEps),
-                             op: GatedLinearAttention2D(prefix: "\(p).op", weights: weights, heads: config.numHeads[s],
+                let block = layer.scope("blocks.\(j)")
+                return Block(norm: layerNorm(block.scope("norm"), d),
+                             op: GatedLinearAttention2D(block.scope("op"), channels: d, heads: config.numHeads[s],
                                                         keyDim: config.keyDim(s), valueDim: config.valueDim(s),
                                                         actInConv: config.useActInConv, outAct: config.useOutAct,
                                                         outputScale: 0.5),
-                             norm2: LayerNorm(weight: w("\(p).norm2.weight"), bias: w("\(p).norm2.bias"), eps: Self.layerNormEps),
-                             fc1: Linear(weight: w("\(p).mlp.fc1.weight"), bias: nil),
-                             fc2: Linear(weight: w("\(p).mlp.fc2.weight"), bias: nil))
+                             norm2: layerNorm(block.scope("norm2"), d),
+                             fc1: Linear(weight: block("mlp.fc1.weight", [2 * hidden, d]), bias: nil),
+                             fc2: Linear(weight: block("mlp.fc2.weight", [d, hidden]), bias: nil))
             }
             guard s + 1 < config.dims.count else { return Stage(blocks: blocks, downsample: nil) }
-            let p = "layers.\(s).downsample"
+            let next = config.dims[s + 1], down = layer.scope("downsample")
             return Stage(blocks: blocks,
-                         downsample: (Conv2d(torchWeight: w("\(p).1.weight"), bias: w("\(p).1.bias"),
+                         downsample: (Conv2d(torchWeight: down("1.weight", [next, d, 3, 3]), bias: down("1.bias", [next]),
                                              stride: (2, 2), padding: .symmetric(1)),
-                                      LayerNorm(weight: w("\(p).3.weight"), bias: w("\(p).3.bias"), eps: Self.layerNormEps)))
+                                      layerNorm(down.scope("3"), next)))
         }
-        classifierNorm = LayerNorm(weight: w("classifier.norm.weight"), bias: w("classifier.norm.bias"), eps: Self.layerNormEps)
-        head = Linear(weight: w("classifier.head.weight"), bias: w("classifier.head.bias"))
+        let last = config.dims[config.dims.count - 1]
+        classifierNorm = layerNorm(weights.scope("classifier.norm"), last)
+        head = Linear(weight: weights("classifier.head.weight", [config.numClasses, last]),
+                      bias: weights("classifier.head.bias", [config.numClasses]))
     }
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects.
     public func callAsFunction(_ input: Tensor) -> Tensor {
+        head(Pooling.globalAverage(classifierNorm(runStages(input, keep: nil))))
+    }
+
+    /// Channels of the stages' outputs.
+    public var stageChannels: [Int] { configuration.dims }
+
+    /// Each stage's output after its blocks, before its downsampling: [N, H/4, W/4, dims[0]] and so on.
+    public func features(_ input: Tensor) -> [Tensor] {
+        var outputs: [Tensor] = []
+        _ = runStages(input) { outputs.append($0) }
+        return outputs
+    }
+
+    /// The stem and the stages, handing each stage's block output to `keep`; the last stage's output.
+    func runStages(_ input: Tensor, keep: ((Tensor) -> Void)?) -> Tensor {
         precondition(input.rank == 4 && input.shape[3] == configuration.inChans,
                      "ViG-H expects NHWC with \(configuration.inChans) channels, got \(input.shape)")
         var x = stemNorm1(stemConv1(input))
@@ -240,9 +217,10 @@ public struct ViGH: ImageClassifier {
             var tokens = x.reshaped([n * h * w, c])
             for block in stage.blocks { tokens = run(block, tokens, images: n, height: h, width: w) }
             x = tokens.reshaped([n, h, w, c])
+            keep?(x)
             if let down = stage.downsample { x = down.norm(down.conv(x)) }
         }
-        return head(Pooling.globalAverage(classifierNorm(x)))
+        return x
     }
 
     /// One VSSBlock on tokens [N·H·W, C] (row-major raster order per image).
@@ -261,9 +239,8 @@ extension ModelRegistry {
     public static func vigHCard(name: String, configuration config: ViGHConfiguration) -> ModelCard {
         let labels = config.numClasses == 1000 ? LabelSet.imageNet1k : LabelSet(name: "classes\(config.numClasses)", labels: [])
         return ModelCard(name: name, family: "vig_h", reference: "classification/models/vig_h.py (github.com/hustvl/ViG)",
-                         preprocessing: .imageNet, labels: labels,
-                         parameterShapes: ViGH.parameterShapes(config), ignoredKeySuffixes: [],
-                         build: { ViGH(configuration: config, weights: $0) },
+                         task: .imageClassification, input: .crop(.imageNet), labels: labels,
+                         ignoredKeySuffixes: [], construct: { .classifier(ViGH(configuration: config, weights: $0)) },
                          normalizeKeys: { try ViGH.sanitize($0) })
     }
 }

@@ -62,6 +62,13 @@ final class BoundedQueue<Element>: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Elements waiting now.
+    var waiting: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return count
+    }
+
     var isClosedAndEmpty: Bool {
         condition.lock()
         defer { condition.unlock() }

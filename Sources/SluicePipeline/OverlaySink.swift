@@ -1,52 +1,114 @@
 import Foundation
 import SluiceMedia
+import SluiceModels
 
-/// Overlay videos: each sampled frame of a video, at its own size and timestamp, with its top-1 label
-/// and probability drawn on it, as an H.264/yuv420p `+faststart` MP4 that plays in browsers.
-///
-/// Written from an item's finished records (a second pass over the video), to a temporary name and then
-/// renamed, so a killed run never leaves half a file and a resumed one writes only the missing overlays.
+/// Where artefact files go, named after their input.
 public enum OverlaySink {
     /// `FOLDER/NAME.overlay.mp4` for a video `…/NAME.EXT`.
     public static func path(for source: String, in folder: String) -> String {
-        let name = ((source as NSString).lastPathComponent as NSString).deletingPathExtension
-        return (folder as NSString).appendingPathComponent(name + ".overlay.mp4")
+        (folder as NSString).appendingPathComponent(baseName(source) + ".overlay.mp4")
     }
 
-    /// Writes the overlay of one video unless one written after `since` (the job's start) is there;
-    /// `records` are the video's records in frame order, as the sampling policy gave them.
-    public static func writeVideo(source: String, records: [ResultRecord], sampling: VideoSampling,
-                                  folder: String, since: Date) throws {
-        let target = path(for: source, in: folder)
-        let frames = records.filter { $0.frameIndex != nil }
-        guard !frames.isEmpty else { return }
-        if let written = (try? FileManager.default.attributesOfItem(atPath: target))?[.modificationDate] as? Date,
-           written >= since {
-            return
-        }
-        if FileManager.default.fileExists(atPath: target) { try FileManager.default.removeItem(atPath: target) }
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let temporary = (target as NSString).deletingPathExtension + ".partial.mp4"
-        let reader = try VideoReader(path: source)
+    /// `FOLDER/NAME.png` for an image, `FOLDER/NAME.fINDEX.png` for frame INDEX of a video.
+    public static func maskPath(for source: String, frameIndex: Int?, in folder: String) -> String {
+        let frame = frameIndex.map { String(format: ".f%06d", $0) } ?? ""
+        return (folder as NSString).appendingPathComponent(baseName(source) + frame + ".png")
+    }
+
+    static func baseName(_ source: String) -> String {
+        ((source as NSString).lastPathComponent as NSString).deletingPathExtension
+    }
+}
+
+/// Writes the artefacts of each frame as it leaves the model, on the writer thread: mask PNGs, and
+/// overlay videos drawn from the frames already decoded (the frame at the size the reader scaled it to,
+/// with its top-1 label or its mask), streamed frame by frame so no video is held in memory. An overlay
+/// goes to a temporary name and is renamed when its video ends, so a killed run never leaves half a file;
+/// a stopped run deletes the overlays it had not finished. Failures become the record's error.
+final class ArtefactWriter {
+    private struct OpenOverlay {
         var writer: VideoWriter?
+        let temporary: String
+        let target: String
         var lastPTS = -Double.infinity
-        var next = frames.makeIterator()
-        for var frame in reader.frames(sampling) {
-            guard let record = next.next() else { break }
-            // A frame nearest to several ticks comes once per tick; a video shows it once.
-            guard record.frameIndex == frame.index, frame.pts > lastPTS else { continue }
-            if writer == nil {
-                writer = try VideoWriter(path: temporary, width: frame.image.width, height: frame.image.height)
+        var error: String?
+    }
+
+    let plan: PipelinePlan
+    let items: [InputItem]
+    private var overlays: [Int: OpenOverlay] = [:]
+
+    init(plan: PipelinePlan, items: [InputItem]) { self.plan = plan; self.items = items }
+
+    func frame(item: Int, result: FrameResult, record: inout ResultRecord) {
+        if let folder = plan.maskFolder, let mask = result.mask {
+            let path = OverlaySink.maskPath(for: items[item].path, frameIndex: record.frameIndex, in: folder)
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try PNGEncoding.writeIndexed(path: path, width: mask.width, height: mask.height, indices: mask.classes)
+                record.mask?.file = path
+            } catch {
+                record.error = "\(error)"
             }
-            let scale = max(1, min(frame.image.width, frame.image.height) / 180)
-            if let best = record.topK?.first {
-                frame.image.drawLabel(String(format: "%@ %.0f%%", best.label, 100 * best.score), x: 0, y: 0, scale: scale)
-            }
-            try writer!.append(frame.image, pts: frame.pts)
-            lastPTS = frame.pts
         }
-        guard let writer else { return }
-        try writer.finish()
-        try FileManager.default.moveItem(atPath: temporary, toPath: target)
+        if let folder = plan.overlayFolder, var image = result.image, let pts = record.pts {
+            var overlay = overlays[item] ?? open(item: item, folder: folder)
+            defer { overlays[item] = overlay }
+            // A frame nearest to several sampling ticks comes once per tick; a video shows it once.
+            guard overlay.error == nil, pts > overlay.lastPTS else { return }
+            draw(record, mask: result.mask, on: &image)
+            do {
+                if overlay.writer == nil {
+                    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                    overlay.writer = try VideoWriter(path: overlay.temporary, width: image.width, height: image.height)
+                }
+                try overlay.writer!.append(image, pts: pts)
+                overlay.lastPTS = pts
+            } catch {
+                overlay.error = "overlay \(overlay.target): \(error)"
+                record.error = overlay.error
+            }
+        }
+    }
+
+    /// The item's video ended: a completed overlay is renamed into place, an unfinished one deleted.
+    func end(item: Int, completed: Bool) {
+        guard let overlay = overlays.removeValue(forKey: item), let writer = overlay.writer else { return }
+        do {
+            try writer.finish()
+            if completed && overlay.error == nil {
+                guard rename(overlay.temporary, overlay.target) == 0 else {
+                    throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: overlay.target])
+                }
+                return
+            }
+        } catch {}
+        unlink(overlay.temporary)
+    }
+
+    /// Overlays still open when the run ends (it stopped): deleted, never left half-written.
+    func abandonOpen() {
+        for item in Array(overlays.keys) { end(item: item, completed: false) }
+    }
+
+    private func open(item: Int, folder: String) -> OpenOverlay {
+        let target = OverlaySink.path(for: items[item].path, in: folder)
+        return OpenOverlay(writer: nil, temporary: (target as NSString).deletingPathExtension + ".partial.mp4",
+                           target: target)
+    }
+
+    private func draw(_ record: ResultRecord, mask: ClassMap?, on image: inout RGBImage) {
+        let scale = max(1, min(image.width, image.height) / 180)
+        if let mask, mask.width == image.width, mask.height == image.height {
+            for area in record.mask?.classes ?? [] where area.index != 0 {
+                let coverage = mask.classes.map { Int($0) == area.index ? UInt8(255) : 0 }
+                image.blendMask(coverage, color: Palette.voc[area.index % 256], opacity: 0.5)
+            }
+        }
+        if let best = record.topK?.first {
+            image.drawLabel(String(format: "%@ %.0f%%", best.label, 100 * best.score), x: 0, y: 0, scale: scale)
+        } else if let top = record.mask?.classes.first {
+            image.drawLabel(String(format: "%@ %.0f%%", top.label, 100 * top.fraction), x: 0, y: 0, scale: scale)
+        }
     }
 }

@@ -16,7 +16,8 @@ import SluiceModels
 ///     max_wait_ms: 50                             # how long a batch may wait to fill
 ///   - topk: 5
 ///   - threshold: 0.1                              # keep predictions with probability >= 0.1
-/// sink: { jsonl: out/photos.jsonl, csv: out/photos.csv }  # video sources may add overlay: FOLDER
+/// sink: { jsonl: out/photos.jsonl, csv: out/photos.csv }  # video sources may add overlay: FOLDER,
+///                                                         # segmentation models masks: FOLDER
 /// ```
 /// Video sampling: `all`, `{ every: N }`, `{ fps: X }`, `{ uniform: N }` or `{ range: [START, END] }` (seconds).
 /// Relative paths are resolved against the pipeline file's folder.
@@ -64,13 +65,15 @@ public struct PipelineDefinition: Sendable, Equatable {
     public var csv: String?
     /// Folder for overlay videos (video sources): each sampled frame with its top-1 label.
     public var overlay: String?
+    /// Folder for mask images (segmentation models): a palette PNG per image or frame.
+    public var masks: String?
 
     public var topK: Int { postprocessing.topK }
 
     public init(name: String, source: Source, model: ModelStage, postprocessing: Postprocessing, jsonl: String?,
-                csv: String?, overlay: String? = nil) {
+                csv: String?, overlay: String? = nil, masks: String? = nil) {
         self.name = name; self.source = source; self.model = model; self.postprocessing = postprocessing
-        self.jsonl = jsonl; self.csv = csv; self.overlay = overlay
+        self.jsonl = jsonl; self.csv = csv; self.overlay = overlay; self.masks = masks
     }
 }
 
@@ -221,16 +224,22 @@ private struct Validator {
             report(node, "pipeline: missing 'stages' (a list with a model stage)")
         }
 
-        var jsonl: String?, csv: String?, overlay: String?
+        var jsonl: String?, csv: String?, overlay: String?, masks: String?
         if let entry = top["sink"] {
             if let sink = entry.value.mapping {
-                let fields = entries(sink, allowed: ["jsonl", "csv", "overlay"], context: "sink")
+                let fields = entries(sink, allowed: ["jsonl", "csv", "overlay", "masks"], context: "sink")
                 if let value = fields["jsonl"] { jsonl = string(value.value, "jsonl").map(resolve) }
                 if let value = fields["csv"] { csv = string(value.value, "csv").map(resolve) }
                 if let value = fields["overlay"] {
                     overlay = string(value.value, "overlay").map(resolve)
                     if let source, source.media == .image {
                         report(value.key, "sink: 'overlay' applies to a video source (overlay videos)")
+                    }
+                }
+                if let value = fields["masks"] {
+                    masks = string(value.value, "masks").map(resolve)
+                    if let model, let card = try? ModelRegistry.card(named: model.name), !card.task.makesMasks {
+                        report(value.key, "sink: 'masks' needs a segmentation model; \(model.name) does \(card.task.rawValue)")
                     }
                 }
                 if fields["jsonl"] == nil && fields["csv"] == nil {
@@ -244,7 +253,7 @@ private struct Validator {
         }
         guard issues.isEmpty, let source, let model else { return nil }
         return PipelineDefinition(name: name, source: source, model: model, postprocessing: postprocessing,
-                                  jsonl: jsonl, csv: csv, overlay: overlay)
+                                  jsonl: jsonl, csv: csv, overlay: overlay, masks: masks)
     }
 
     mutating func source(_ node: Node) -> PipelineDefinition.Source? {

@@ -3,20 +3,6 @@ import SluiceMedia
 import SluiceModels
 import SluiceTensor
 
-/// What an input item is: one image, or a video whose frames are chosen by a sampling policy.
-public enum MediaKind: Sendable, Equatable {
-    case image
-    case video(VideoSampling)
-}
-
-/// What happens to a model's logits: softmax, the k best classes, and optionally only those whose
-/// probability reaches a threshold.
-public struct Postprocessing: Sendable, Equatable {
-    public var topK: Int
-    public var minScore: Float?
-    public init(topK: Int, minScore: Float? = nil) { self.topK = topK; self.minScore = minScore }
-}
-
 /// Receives each finished item's records, in input order: one record for an image, one per sampled
 /// frame for a video (plus a closing error record when the video was damaged).
 public protocol ItemSink: AnyObject {
@@ -33,12 +19,18 @@ public final class RecordItemSink: ItemSink {
     public func close() throws { try sink.close() }
 }
 
-/// The stage graph that runs a pipeline: decoder threads → bounded frame queue → model stage (dynamic
-/// batching) → writer, which puts items back in input order and hands them to the sink.
+/// Runs a compiled `PipelinePlan`: decoder threads → bounded frame queue → model step → writer, which
+/// puts items back in input order and hands them to the sink. `sluice classify` (no store) and `sluice
+/// run` (a job) both run through it.
 ///
-/// Memory stays flat whatever the input size: decoded frames live in a fixed pool of input slots (a
+/// On the data path a frame is, in turn: an `InputItem` (a path), a `PreparedFrame` (model-ready pixels
+/// in a slot of the pool, with its index and timestamp), a `FrameResult` (the model's output for it,
+/// mapped to record fields), a `ResultRecord`, and the sink's line.
+///
+/// Memory stays flat whatever the input size: prepared frames live in a fixed pool of input slots (a
 /// decoder waits for a free slot, so a slow model holds back decoding), and at most `window` items are
-/// in flight. Decoding and preprocessing run on their own threads, overlapped with inference.
+/// in flight. Stateless models batch frames across items; a streaming video model gets one session per
+/// video, stepped in frame order (a video's frames come from one decoder, in order, through a FIFO).
 public final class PipelineExecutor {
     public struct Options: Sendable {
         /// Most frames per forward pass.
@@ -75,45 +67,45 @@ public final class PipelineExecutor {
         public var mostItemsInFlight = 0
         /// The most decoded frames held at any time (at most the slot pool's size).
         public var mostFramesDecoded = 0
+        /// The most video sessions open at once (streaming models).
+        public var mostSessionsOpen = 0
         public var itemsPerSecond: Double { seconds > 0 ? Double(items) / seconds : 0 }
         public var framesPerSecond: Double { seconds > 0 ? Double(frames) / seconds : 0 }
     }
 
-    public let card: ModelCard
-    let classifier: any ImageClassifier
-    public let postprocessing: Postprocessing
+    public let plan: PipelinePlan
     public let options: Options
-    let loader: ImageLoader
+    let preparer: FramePreparer
 
-    public init(card: ModelCard, classifier: any ImageClassifier, postprocessing: Postprocessing, options: Options) {
-        self.card = card
-        self.classifier = classifier
-        self.postprocessing = postprocessing
+    public init(plan: PipelinePlan, options: Options) {
+        self.plan = plan
         self.options = options
-        loader = ImageLoader(card.preprocessing)
+        preparer = FramePreparer(plan.model.input)
     }
 
     /// Runs every item through the graph and writes them in order. `shouldStop` is asked after each
     /// written item (Ctrl-C, a cancelled job): no new item starts, the items in flight finish, and the
     /// run returns having written a prefix of `items` and nothing else.
-    public func run(_ items: [InputItem], media: MediaKind, sink: ItemSink, progress: ProgressReporter? = nil,
+    public func run(_ items: [InputItem], sink: ItemSink, observers: [PipelineObserver] = [],
                     shouldStop: () -> Bool = { false }) throws -> Summary {
         let start = Date()
         var summary = Summary()
-        guard !items.isEmpty else { return summary }
-        let side = card.preprocessing.cropSize
-        let slotSize = side * side * 3
+        let notify = { (event: PipelineEvent) in for observer in observers { observer.observe(event) } }
+        notify(.started(items: items.count))
+        guard !items.isEmpty else { notify(.finished(summary)); return summary }
         let decoderCount = min(options.decoders, items.count)
         let slotCount = options.queuedFrames + options.maxBatch + decoderCount
-        let slots = SlotPool(count: slotCount, size: slotSize)
-        let frames = BoundedQueue<DecodedFrame>(capacity: slotCount)
+        let slots = SlotPool(count: slotCount, initialSize: plan.model.input.fixedSide.map { $0 * $0 * 3 } ?? 0)
+        // Item ends travel with the frames, so the queue holds up to one end per item in flight as well.
+        let frames = BoundedQueue<FrameQueueEntry>(capacity: slotCount + options.window)
         let reports = BoundedQueue<Report>(capacity: 4 * slotCount + 2 * options.window)
         let admission = Admission(total: items.count, window: options.window)
+        let keepsImages = plan.overlayFolder != nil
 
         // Decoders: take the next admitted item, decode its frames into slots, queue them for the model.
         let decoding = DispatchGroup()
-        let decoder = FrameDecoder(items: items, media: media, loader: loader, slots: slots, frames: frames,
-                                   reports: reports, admission: admission)
+        let decoder = FrameDecoder(items: items, media: plan.media, preparer: preparer, slots: slots, frames: frames,
+                                   admission: admission, keepsImages: keepsImages)
         for worker in 0..<decoderCount {
             decoding.enter()
             let thread = Thread {
@@ -125,9 +117,9 @@ public final class PipelineExecutor {
         }
         decoding.notify(queue: .global()) { frames.close() }
 
-        // Model stage: dynamic batches of whatever frames are ready, up to maxBatch or maxWait.
-        let model = ModelStage(classifier: classifier, card: card, postprocessing: postprocessing, items: items,
-                               side: side, slots: slots, frames: frames, reports: reports, options: options)
+        // Model stage: dynamic batches (stateless models) or per-video sessions (streaming models).
+        let model = ModelStage(plan: plan, items: items, slots: slots, frames: frames, reports: reports,
+                               options: options, notify: notify)
         let modelDone = DispatchSemaphore(value: 0)
         let modelThread = Thread {
             model.run()
@@ -137,27 +129,31 @@ public final class PipelineExecutor {
         modelThread.name = "sluice.model"
         modelThread.start()
 
-        // Writer (this thread): reorder, write complete items in input order, report progress.
+        // Writer (this thread): artefacts as frames arrive, items in input order, events.
+        let artefacts = ArtefactWriter(plan: plan, items: items)
         var assembly: [Int: ItemAssembly] = [:]
         var nextToWrite = 0
         var halted = false
         var writeError: Error?
         while let report = reports.pop() {
             switch report {
-            case .result(let item, let record):
+            case .result(let item, let result):
+                var record = result.record
+                artefacts.frame(item: item, result: result, record: &record)
                 assembly[item, default: ItemAssembly()].records.append(record)
                 summary.frames += 1
-            case .end(let item, let frameCount, let error, let cancelled):
+            case .end(let item, let error, let cancelled):
+                artefacts.end(item: item, completed: !cancelled)
                 var entry = assembly[item, default: ItemAssembly()]
-                entry.expected = frameCount; entry.error = error; entry.cancelled = cancelled
+                entry.ended = true; entry.error = error; entry.cancelled = cancelled
                 assembly[item] = entry
             }
-            while !halted, let entry = assembly[nextToWrite], entry.isComplete {
+            while !halted, let entry = assembly[nextToWrite], entry.ended {
                 assembly[nextToWrite] = nil
                 if entry.cancelled { halted = true; break }
                 var records = entry.records
                 if let error = entry.error {
-                    records.append(ResultRecord(source: items[nextToWrite].path, model: card.name, error: error))
+                    records.append(ResultRecord(source: items[nextToWrite].path, model: plan.model.name, error: error))
                     summary.failures += 1
                 }
                 do {
@@ -167,10 +163,11 @@ public final class PipelineExecutor {
                     writeError = error; halted = true; admission.stop()
                     break
                 }
+                notify(.item(index: nextToWrite, records: records, error: entry.error))
                 nextToWrite += 1
                 summary.items += 1
                 admission.written(nextToWrite)
-                progress?.update(done: summary.items, failed: summary.failures)
+                notify(.progress(done: summary.items, failed: summary.failures, total: items.count))
                 if !summary.stopped && nextToWrite < items.count && shouldStop() {
                     summary.stopped = true
                     admission.stop()
@@ -179,37 +176,58 @@ public final class PipelineExecutor {
         }
         modelDone.wait()
         decoding.wait()
-        if let writeError { throw writeError }
+        artefacts.abandonOpen()
         if halted || nextToWrite < items.count { summary.stopped = true }
         summary.mostItemsInFlight = admission.mostInFlight
         summary.mostFramesDecoded = slots.mostInUse
+        summary.mostSessionsOpen = model.mostSessionsOpen
         summary.seconds = Date().timeIntervalSince(start)
+        notify(.finished(summary))
+        if let writeError { throw writeError }
         return summary
     }
 }
 
-/// One item's records as they arrive, complete once its decoder has said how many frames it queued
-/// and that many results have come back.
+/// One item's records as they arrive; complete once its end has come through the model stage (which
+/// forwards it after the item's last frame).
 private struct ItemAssembly {
     var records: [ResultRecord] = []
-    var expected: Int?
+    var ended = false
     var error: String?
     var cancelled = false
-    var isComplete: Bool { expected.map { records.count >= $0 } ?? false }
 }
 
-/// Messages to the writer: a frame's result, or the end of an item (how many frames it sent).
-private enum Report {
-    case result(item: Int, record: ResultRecord)
-    case end(item: Int, frames: Int, error: String?, cancelled: Bool)
-}
-
-/// A decoded, preprocessed frame waiting for the model, in slot `slot` of the pool.
-private struct DecodedFrame {
+/// A frame prepared for the model, in slot `slot` of the pool.
+struct PreparedFrame {
     let item: Int
     let frameIndex: Int?
     let pts: Double?
     let slot: Int
+    let width: Int
+    let height: Int
+    /// The frame as decoded (before crop and normalisation), kept only when an overlay is drawn.
+    let image: RGBImage?
+}
+
+/// The frame queue carries an item's frames, then its end, in order.
+enum FrameQueueEntry {
+    case frame(PreparedFrame)
+    /// No more frames of `item`: `error` if it failed (all frames before the failure were queued),
+    /// `cancelled` if decoding stopped because the run is stopping.
+    case end(item: Int, error: String?, cancelled: Bool)
+}
+
+/// A frame's outcome: its record (typed outputs filled in), and what artefact sinks need.
+struct FrameResult {
+    var record: ResultRecord
+    var image: RGBImage?
+    var mask: ClassMap?
+}
+
+/// Messages to the writer, per item in frame order: results, then the end.
+private enum Report {
+    case result(item: Int, FrameResult)
+    case end(item: Int, error: String?, cancelled: Bool)
 }
 
 /// Hands out item indices in order, never more than `window` ahead of the writer, until stopped.
@@ -245,28 +263,34 @@ private final class Admission: @unchecked Sendable {
     var isStopping: Bool { condition.lock(); defer { condition.unlock() }; return stopping }
 }
 
-/// A fixed set of model-input buffers; a decoder waits for a free one (backpressure).
-private final class SlotPool: @unchecked Sendable {
-    let size: Int
-    let storage: UnsafeMutablePointer<Float>
+/// A fixed set of model-input buffers; a decoder waits for a free one (backpressure). A slot grows to the
+/// largest frame it has held (any-size inputs); for fixed-size inputs it is allocated once.
+final class SlotPool: @unchecked Sendable {
+    private var buffers: [UnsafeMutableBufferPointer<Float>]
     private let free: BoundedQueue<Int>
-
-    init(count: Int, size: Int) {
-        self.size = size
-        storage = .allocate(capacity: count * size)
-        free = BoundedQueue(capacity: count)
-        for slot in 0..<count { free.push(slot) }
-    }
-
-    deinit { storage.deallocate() }
-
     private let lock = NSLock()
     private var inUse = 0
     private(set) var mostInUse = 0
 
-    func acquire() -> Int {
+    init(count: Int, initialSize: Int) {
+        buffers = (0..<count).map { _ in .allocate(capacity: max(initialSize, 1)) }
+        free = BoundedQueue(capacity: count)
+        for slot in 0..<count { free.push(slot) }
+    }
+
+    deinit { for buffer in buffers { buffer.deallocate() } }
+
+    /// A free slot holding at least `size` values (waits for one).
+    func acquire(size: Int) -> Int {
         let slot = free.pop()!
-        lock.lock(); inUse += 1; mostInUse = max(mostInUse, inUse); lock.unlock()
+        lock.lock()
+        inUse += 1
+        mostInUse = max(mostInUse, inUse)
+        if buffers[slot].count < size {
+            buffers[slot].deallocate()
+            buffers[slot] = .allocate(capacity: size)
+        }
+        lock.unlock()
         return slot
     }
 
@@ -274,29 +298,34 @@ private final class SlotPool: @unchecked Sendable {
         lock.lock(); inUse -= 1; lock.unlock()
         free.push(slot)
     }
-    func pointer(_ slot: Int) -> UnsafeMutablePointer<Float> { storage + slot * size }
+
+    /// The first `size` values of a slot the caller holds.
+    func buffer(_ slot: Int, size: Int) -> UnsafeMutableBufferPointer<Float> {
+        lock.lock(); defer { lock.unlock() }
+        return UnsafeMutableBufferPointer(rebasing: buffers[slot][0..<size])
+    }
 }
 
-/// Decodes one item (an image, or a video's sampled frames) into slots and queues the frames.
+/// Decodes one item (an image, or a video's sampled frames) into slots and queues its frames and end.
 private final class FrameDecoder: @unchecked Sendable {
     let items: [InputItem]
     let media: MediaKind
-    let loader: ImageLoader
+    let preparer: FramePreparer
     let slots: SlotPool
-    let frames: BoundedQueue<DecodedFrame>
-    let reports: BoundedQueue<Report>
+    let frames: BoundedQueue<FrameQueueEntry>
     let admission: Admission
+    let keepsImages: Bool
 
-    init(items: [InputItem], media: MediaKind, loader: ImageLoader, slots: SlotPool,
-         frames: BoundedQueue<DecodedFrame>, reports: BoundedQueue<Report>, admission: Admission) {
-        self.items = items; self.media = media; self.loader = loader
-        self.slots = slots; self.frames = frames; self.reports = reports; self.admission = admission
+    init(items: [InputItem], media: MediaKind, preparer: FramePreparer, slots: SlotPool,
+         frames: BoundedQueue<FrameQueueEntry>, admission: Admission, keepsImages: Bool) {
+        self.items = items; self.media = media; self.preparer = preparer
+        self.slots = slots; self.frames = frames; self.admission = admission; self.keepsImages = keepsImages
     }
 
     func decode(item index: Int) {
         let item = items[index]
         if let listingError = item.listingError {
-            reports.push(.end(item: index, frames: 0, error: "\(item.path): \(listingError)", cancelled: false))
+            frames.push(.end(item: index, error: "\(item.path): \(listingError)", cancelled: false))
             return
         }
         switch media {
@@ -305,93 +334,204 @@ private final class FrameDecoder: @unchecked Sendable {
         }
     }
 
-    private func decodeImage(_ index: Int, path: String) {
-        let slot = slots.acquire()
-        do {
-            try loader.load(path: path, into: slots.pointer(slot))
-        } catch {
-            slots.release(slot)
-            reports.push(.end(item: index, frames: 0, error: "\(error)", cancelled: false))
-            return
-        }
-        frames.push(DecodedFrame(item: index, frameIndex: nil, pts: nil, slot: slot))
-        reports.push(.end(item: index, frames: 1, error: nil, cancelled: false))
+    private func queue(_ prepared: RGBImage, item: Int, frameIndex: Int?, pts: Double?, original: RGBImage?) {
+        let size = prepared.pixels.count
+        let slot = slots.acquire(size: size)
+        preparer.normalize(prepared, into: slots.buffer(slot, size: size))
+        frames.push(.frame(PreparedFrame(item: item, frameIndex: frameIndex, pts: pts, slot: slot,
+                                         width: prepared.width, height: prepared.height, image: original)))
     }
 
-    /// Streams the sampled frames: swscale resizes the shorter side straight to the preprocessing size,
-    /// then the center crop is normalised into a slot. Frames decoded before a mid-stream failure are kept
-    /// and the item ends with the error (reported as partial).
+    private func decodeImage(_ index: Int, path: String) {
+        let image: RGBImage
+        do {
+            image = try preparer.load(path: path)
+        } catch {
+            frames.push(.end(item: index, error: "\(error)", cancelled: false))
+            return
+        }
+        queue(image, item: index, frameIndex: nil, pts: nil, original: nil)
+        frames.push(.end(item: index, error: nil, cancelled: false))
+    }
+
+    /// Streams the sampled frames: the reader scales them as the input asks, the preparer crops and
+    /// normalises each into a slot. Frames decoded before a mid-stream failure are kept and the item ends
+    /// with the error (reported as partial).
     private func decodeVideo(_ index: Int, path: String, sampling: VideoSampling) {
         let reader: VideoReader
         do {
-            reader = try VideoReader(path: path, options: loader.videoOptions)
+            reader = try VideoReader(path: path, options: preparer.videoOptions)
         } catch {
-            reports.push(.end(item: index, frames: 0, error: "\(error)", cancelled: false))
+            frames.push(.end(item: index, error: "\(error)", cancelled: false))
             return
         }
-        var count = 0
         for frame in reader.frames(sampling) {
             if admission.isStopping {
-                reports.push(.end(item: index, frames: count, error: nil, cancelled: true))
+                frames.push(.end(item: index, error: nil, cancelled: true))
                 return
             }
-            let slot = slots.acquire()
-            loader.writeInput(from: frame.image, into: slots.pointer(slot))
-            frames.push(DecodedFrame(item: index, frameIndex: frame.index, pts: frame.pts, slot: slot))
-            count += 1
+            queue(preparer.prepare(frame: frame.image), item: index, frameIndex: frame.index, pts: frame.pts,
+                  original: keepsImages ? frame.image : nil)
         }
-        reports.push(.end(item: index, frames: count, error: reader.finalError.map { "\($0)" }, cancelled: false))
+        frames.push(.end(item: index, error: reader.finalError.map { "\($0)" }, cancelled: false))
     }
 }
 
-/// Pulls frames, batches them dynamically, runs the model, and reports one record per frame.
+/// Pulls frames, runs the model on them (batched, or stepped through per-video sessions), maps outputs
+/// to record fields, and reports each frame's result and each item's end, in queue order.
 private final class ModelStage: @unchecked Sendable {
-    let classifier: any ImageClassifier
-    let card: ModelCard
-    let postprocessing: Postprocessing
+    let plan: PipelinePlan
     let items: [InputItem]
-    let side: Int
     let slots: SlotPool
-    let frames: BoundedQueue<DecodedFrame>
+    let frames: BoundedQueue<FrameQueueEntry>
     let reports: BoundedQueue<Report>
     let options: PipelineExecutor.Options
+    let notify: (PipelineEvent) -> Void
+    let mapper: OutputMapper
+    private var sessions: [Int: any VideoSession] = [:]
+    private var failedSessions: [Int: String] = [:]
+    private(set) var mostSessionsOpen = 0
 
-    init(classifier: any ImageClassifier, card: ModelCard, postprocessing: Postprocessing, items: [InputItem],
-         side: Int, slots: SlotPool, frames: BoundedQueue<DecodedFrame>, reports: BoundedQueue<Report>,
-         options: PipelineExecutor.Options) {
-        self.classifier = classifier; self.card = card; self.postprocessing = postprocessing; self.items = items
-        self.side = side; self.slots = slots; self.frames = frames; self.reports = reports; self.options = options
+    init(plan: PipelinePlan, items: [InputItem], slots: SlotPool, frames: BoundedQueue<FrameQueueEntry>,
+         reports: BoundedQueue<Report>, options: PipelineExecutor.Options, notify: @escaping (PipelineEvent) -> Void) {
+        self.plan = plan; self.items = items; self.slots = slots; self.frames = frames; self.reports = reports
+        self.options = options; self.notify = notify
+        mapper = OutputMapper(modelName: plan.model.name, labels: plan.model.labels, postprocessing: plan.postprocessing)
     }
 
     func run() {
-        var batch: [DecodedFrame] = []
-        batch.reserveCapacity(options.maxBatch)
+        // Batched models gather up to maxBatch frames (ends ride along in order); streaming models step
+        // each frame as it comes.
+        let batchLimit = plan.batchesAcrossItems ? options.maxBatch : 1
+        var entries: [FrameQueueEntry] = []
         while let first = frames.pop() {
-            batch.removeAll(keepingCapacity: true)
-            batch.append(first)
-            let deadline = Date().addingTimeInterval(options.maxWait)
-            while batch.count < options.maxBatch, let next = frames.pop(until: deadline) { batch.append(next) }
-            infer(batch)
+            entries.removeAll(keepingCapacity: true)
+            entries.append(first)
+            var frameCount = first.isFrame ? 1 : 0
+            if frameCount > 0 {
+                let deadline = Date().addingTimeInterval(options.maxWait)
+                while frameCount < batchLimit, let next = frames.pop(until: deadline) {
+                    entries.append(next)
+                    if next.isFrame { frameCount += 1 }
+                }
+            }
+            notify(.queueDepth(frames: frames.waiting))
+            process(entries)
+        }
+        sessions.removeAll()
+    }
+
+    private func process(_ entries: [FrameQueueEntry]) {
+        let batch = entries.compactMap(\.frame)
+        var results: [FrameResult?] = []
+        if !batch.isEmpty {
+            let started = DispatchTime.now().uptimeNanoseconds
+            results = infer(batch)
+            notify(.batch(frames: batch.count, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
+        }
+        var next = results.makeIterator()
+        for entry in entries {
+            switch entry {
+            case .frame(let frame):
+                if case let result?? = next.next() { reports.push(.result(item: frame.item, result)) }
+            case .end(let item, let error, let cancelled):
+                sessions[item] = nil
+                let sessionError = failedSessions.removeValue(forKey: item)
+                reports.push(.end(item: item, error: error ?? sessionError, cancelled: cancelled))
+            }
         }
     }
 
-    private func infer(_ batch: [DecodedFrame]) {
-        let size = slots.size
-        let input = Tensor(uninitialized: [batch.count, side, side, 3]) { out in
-            for (row, frame) in batch.enumerated() {
-                (out.baseAddress! + row * size).update(from: slots.pointer(frame.slot), count: size)
+    /// Model inputs [N, H, W, 3] for frames of one size, copied out of their slots (which are then free).
+    private func input(_ frames: ArraySlice<PreparedFrame>) -> Tensor {
+        let first = frames.first!
+        let size = first.width * first.height * 3
+        let tensor = Tensor(uninitialized: [frames.count, first.height, first.width, 3]) { out in
+            for (row, frame) in frames.enumerated() {
+                (out.baseAddress! + row * size).update(from: slots.buffer(frame.slot, size: size).baseAddress!, count: size)
             }
         }
-        for frame in batch { slots.release(frame.slot) }
-        let rows = Softmax.lastAxis(classifier(input)).topK(postprocessing.topK)
-        for (row, frame) in batch.enumerated() {
-            var predictions = rows[row].map {
-                Prediction(index: $0.index, label: card.labels.label($0.index), score: $0.value)
+        for frame in frames { slots.release(frame.slot) }
+        return tensor
+    }
+
+    private func record(_ frame: PreparedFrame) -> ResultRecord {
+        ResultRecord(source: items[frame.item].path, frameIndex: frame.frameIndex, pts: frame.pts, model: plan.model.name)
+    }
+
+    /// One result per frame, nil for a frame dropped because its video's session failed.
+    private func infer(_ batch: [PreparedFrame]) -> [FrameResult?] {
+        switch plan.model.loaded {
+        case .classifier(let classifier):
+            let predictions = mapper.predictions(fromLogits: classifier(input(batch[...])))
+            return zip(batch, predictions).map { frame, top in
+                var record = record(frame)
+                record.topK = top
+                return FrameResult(record: record, image: frame.image)
             }
-            if let minScore = postprocessing.minScore { predictions = predictions.filter { $0.score >= minScore } }
-            let record = ResultRecord(source: items[frame.item].path, frameIndex: frame.frameIndex, pts: frame.pts,
-                                      model: card.name, topK: predictions)
-            reports.push(.result(item: frame.item, record: record))
+        case .segmenter(let segmenter):
+            // Frames of different sizes cannot share a tensor: run each run of equal sizes together.
+            var results: [FrameResult?] = []
+            var start = 0
+            while start < batch.count {
+                var end = start + 1
+                while end < batch.count && batch[end].width == batch[start].width
+                        && batch[end].height == batch[start].height { end += 1 }
+                let logits = segmenter.segment(input(batch[start..<end])).splitBatch()
+                for (row, frame) in batch[start..<end].enumerated() {
+                    let map = ClassMap(argmaxOf: logits[row])
+                    var record = record(frame)
+                    record.mask = mapper.summary(of: map)
+                    results.append(FrameResult(record: record, image: frame.image, mask: map))
+                }
+                start = end
+            }
+            return results
+        case .streamingVideo(let model):
+            return batch.map { frame in step(model, frame) }
+        case .questionAnswerer:
+            // Refused when the plan is compiled.
+            return batch.map { frame in
+                slots.release(frame.slot)
+                var record = record(frame)
+                record.error = "question answering is not supported in pipelines"
+                return FrameResult(record: record)
+            }
         }
     }
+
+    /// One frame through its video's session (opened at the video's first frame). A session that fails
+    /// ends that video with the error; its remaining frames are dropped.
+    private func step(_ model: any StreamingVideoModel, _ frame: PreparedFrame) -> FrameResult? {
+        let tensor = input([frame][...])
+        var record = record(frame)
+        if failedSessions[frame.item] != nil { return nil }
+        do {
+            let session: any VideoSession
+            if let open = sessions[frame.item] {
+                session = open
+            } else {
+                session = try model.openSession(prompt: .none)
+                sessions[frame.item] = session
+                mostSessionsOpen = max(mostSessionsOpen, sessions.count)
+            }
+            switch try session.step(tensor) {
+            case .logits(let logits):
+                record.topK = mapper.predictions(fromLogits: Tensor(shape: [1, logits.count], data: logits))[0]
+                return FrameResult(record: record, image: frame.image)
+            case .mask(let map):
+                record.mask = mapper.summary(of: map)
+                return FrameResult(record: record, image: frame.image, mask: map)
+            }
+        } catch {
+            sessions[frame.item] = nil
+            failedSessions[frame.item] = "\(items[frame.item].path): frame \(frame.frameIndex ?? 0): \(error)"
+            return nil
+        }
+    }
+}
+
+extension FrameQueueEntry {
+    var isFrame: Bool { if case .frame = self { return true } else { return false } }
+    var frame: PreparedFrame? { if case .frame(let frame) = self { return frame } else { return nil } }
 }

@@ -8,24 +8,51 @@ public struct Prediction: Codable, Sendable, Equatable {
     public init(index: Int, label: String, score: Float) { self.index = index; self.label = label; self.score = score }
 }
 
+/// A segmentation mask's summary: its size and the pixels of each class present, most first. The mask
+/// itself goes to mask sinks (files); the record says where when one was written.
+public struct MaskSummary: Codable, Sendable, Equatable {
+    public struct ClassArea: Codable, Sendable, Equatable {
+        public var index: Int
+        public var label: String
+        public var pixels: Int
+        public var fraction: Double
+        public init(index: Int, label: String, pixels: Int, fraction: Double) {
+            self.index = index; self.label = label; self.pixels = pixels; self.fraction = fraction
+        }
+    }
+    public var width: Int
+    public var height: Int
+    public var classes: [ClassArea]
+    /// The mask file a mask sink wrote, if any.
+    public var file: String?
+    public init(width: Int, height: Int, classes: [ClassArea], file: String? = nil) {
+        self.width = width; self.height = height; self.classes = classes; self.file = file
+    }
+}
+
 /// The result of one item (an image, or a frame of a video): what was run on what, and either the
-/// outputs or the error. A job's output is complete even when some inputs were bad.
+/// outputs or the error. A job's output is complete even when some inputs were bad. Outputs are typed by
+/// task: `top_k` (classification), `mask` (segmentation), `answers` (question answering); only the
+/// ones a task produces appear in the JSON.
 public struct ResultRecord: Codable, Sendable, Equatable {
     public var source: String
     public var frameIndex: Int?
     public var pts: Double?
     public var model: String
     public var topK: [Prediction]?
+    public var mask: MaskSummary?
+    public var answers: [Prediction]?
     public var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case source, frameIndex = "frame_index", pts, model, topK = "top_k", error
+        case source, frameIndex = "frame_index", pts, model, topK = "top_k", mask, answers, error
     }
 
     public init(source: String, frameIndex: Int? = nil, pts: Double? = nil, model: String,
-                topK: [Prediction]? = nil, error: String? = nil) {
+                topK: [Prediction]? = nil, mask: MaskSummary? = nil, answers: [Prediction]? = nil,
+                error: String? = nil) {
         self.source = source; self.frameIndex = frameIndex; self.pts = pts; self.model = model
-        self.topK = topK; self.error = error
+        self.topK = topK; self.mask = mask; self.answers = answers; self.error = error
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -35,6 +62,8 @@ public struct ResultRecord: Codable, Sendable, Equatable {
         try c.encodeIfPresent(pts, forKey: .pts)
         try c.encode(model, forKey: .model)
         try c.encodeIfPresent(topK, forKey: .topK)
+        try c.encodeIfPresent(mask, forKey: .mask)
+        try c.encodeIfPresent(answers, forKey: .answers)
         // `error` is always present (null on success) so consumers can filter on it.
         try c.encode(error, forKey: .error)
     }

@@ -67,11 +67,16 @@ struct Classify: ParsableCommand {
         } catch {
             fail("\(error)")
         }
-        let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
-                                        options: .init(maxBatch: batch, maxWait: definition.model.maxWait))
+        let plan: PipelinePlan
+        do {
+            plan = try PipelinePlan(card: card, loaded: .classifier(classifier), media: definition.source.media,
+                                    postprocessing: definition.postprocessing)
+        } catch {
+            fail("\(error)")
+        }
+        let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: batch, maxWait: definition.model.maxWait))
         let unit = fps == nil ? "images" : "videos"
-        let summary = try executor.run(items, media: definition.source.media, sink: sink,
-                                       progress: ProgressReporter(total: items.count, label: unit))
+        let summary = try executor.run(items, sink: sink, observers: [ProgressBar(total: items.count, label: unit)])
         try sink.close()
         let frames = fps == nil ? "" : String(format: " (%d frames, %.1f frames/s)", summary.frames, summary.framesPerSecond)
         let line = String(format: "classified %d %@ with %@: %d failed, %.1f %@/s%@ (%d threads)\n",
@@ -136,22 +141,25 @@ struct Run: ParsableCommand {
         if before.remaining < job.total {
             FileHandle.standardError.write(Data("job \(job.id): resuming, \(job.total - before.remaining) of \(job.total) items already done\n".utf8))
         }
-        let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: definition.postprocessing,
-                                        options: .init(maxBatch: definition.model.batch, maxWait: definition.model.maxWait))
+        let plan: PipelinePlan
+        do {
+            plan = try PipelinePlan(card: card, loaded: .classifier(classifier), media: definition.source.media,
+                                    postprocessing: definition.postprocessing, overlayFolder: definition.overlay,
+                                    maskFolder: definition.masks)
+        } catch {
+            fail("\(pipeline): \(error)")
+        }
+        let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: definition.model.batch,
+                                                                   maxWait: definition.model.maxWait))
         // Ctrl-C or `sluice jobs cancel`: start no new item, finish and commit those in flight, write the
         // sinks, say where the job stopped.
         let interrupt = Interrupt()
         runner.notice = { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
-        let summary = try runner.run(executor: executor, media: definition.source.media, commitEvery: definition.model.batch,
-                                     progress: ProgressReporter(total: before.remaining, label: "items"),
+        let summary = try runner.run(executor: executor, commitEvery: definition.model.batch,
+                                     observers: [ProgressBar(total: before.remaining, label: "items")],
                                      shouldStop: { interrupt.requested })
         let cancelled = summary.cancelled
         try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
-        if let overlay = definition.overlay, case .video(let sampling) = definition.source.media {
-            for failure in try runner.exportOverlays(folder: overlay, sampling: sampling) {
-                FileHandle.standardError.write(Data("sluice: \(failure)\n".utf8))
-            }
-        }
         let totals = try store.status(job: job.id)
         if summary.stopped {
             let how = cancelled ? "cancelled" : "interrupted"
@@ -336,7 +344,7 @@ struct Benchmark: ParsableCommand {
     func run() throws {
         threadOptions.apply()
         let (card, classifier) = loadClassifier(model, weights: weights)
-        let side = size ?? card.preprocessing.cropSize
+        let side = size ?? card.input.image.fixedSide ?? 512
         // Seeded: reproducible input, and no getrandom system call per value (3M of them at 1024 px).
         var generator = SplitMix64(seed: 1)
         let input = Tensor(shape: [batch, side, side, 3],

@@ -43,6 +43,11 @@ final class ViGHTests: XCTestCase {
         }
     }
 
+    /// The parameter list of a configuration, recorded by building it.
+    static func parameterShapes(_ config: ViGHConfiguration) -> [(String, [Int])] {
+        ModelRegistry.vigHCard(name: "vig_h", configuration: config).parameterShapes
+    }
+
     static func namedCase(_ name: String) throws -> Case {
         guard let found = try cases().first(where: { $0.name == name }) else {
             XCTFail("vig_h/manifest.json has no case \(name): regenerate with `\(script)`")
@@ -54,7 +59,7 @@ final class ViGHTests: XCTestCase {
     func assertParity(_ name: String, threads: [Int] = [1, 2]) throws {
         let item = try Self.namedCase(name)
         let stateDict = item.weights == "recipe"
-            ? ViGRecipe.stateDict(ViGH.parameterShapes(item.configuration))
+            ? ViGRecipe.stateDict(Self.parameterShapes(item.configuration))
             : try Checkpoint.load(try Self.fixture(item.weights))
         // Through a card: key normalisation (legacy names, Linear2d shapes) and validation.
         let model = try ModelRegistry.vigHCard(name: name, configuration: item.configuration)
@@ -93,7 +98,7 @@ final class ViGHTests: XCTestCase {
         let withParameters = try Self.cases().filter { $0.parameters != nil }
         XCTAssertFalse(withParameters.isEmpty)
         for item in withParameters {
-            let ours = ViGH.parameterShapes(item.configuration)
+            let ours = Self.parameterShapes(item.configuration)
             XCTAssertEqual(ours.map(\.0), item.parameters!.map(\.0), item.name)
             XCTAssertEqual(ours.map(\.1), item.parameters!.map(\.1), item.name)
         }
@@ -107,9 +112,9 @@ final class ViGHTests: XCTestCase {
             let card = try ModelRegistry.card(named: name)
             XCTAssertEqual(card.family, "vig_h")
             XCTAssertEqual(card.preprocessing, .imageNet)
-            XCTAssertEqual(card.preprocessing.resizeShorterSide, 256)
-            XCTAssertEqual(card.preprocessing.cropSize, 224)
-            XCTAssertEqual(card.preprocessing.interpolation, .bicubic)
+            XCTAssertEqual(card.preprocessing?.resizeShorterSide, 256)
+            XCTAssertEqual(card.preprocessing?.cropSize, 224)
+            XCTAssertEqual(card.preprocessing?.interpolation, .bicubic)
             XCTAssertEqual(card.labels.name, "imagenet1k")
             XCTAssertEqual(card.parameterShapes.reduce(0) { $0 + $1.1.reduce(1, *) }, expected[name], name)
         }
@@ -120,7 +125,7 @@ final class ViGHTests: XCTestCase {
     /// including two-digit block indices (blocks.1 must not capture blocks.10).
     func testSanitizeMapsLegacyNames() throws {
         let config = ViGHConfiguration(dims: [8, 16, 24, 32], depths: [1, 12, 1, 1], numHeads: [1, 2, 3, 4], numClasses: 5)
-        let official = ViGRecipe.stateDict(ViGH.parameterShapes(config))
+        let official = ViGRecipe.stateDict(Self.parameterShapes(config))
         func legacyName(_ key: String) -> String {
             for (new, old) in [("patch_embed.0.", "patch_embed.proj."), ("patch_embed.2.", "patch_embed.norm."),
                                ("classifier.norm.", "norm."), ("classifier.head.", "head.")] where key.hasPrefix(new) {
@@ -140,7 +145,7 @@ final class ViGHTests: XCTestCase {
         XCTAssertTrue(legacy.contains("module.layers.1.blocks.10.self_attention.qkv_proj.weight"))
         XCTAssertTrue(legacy.contains("module.layers.1.blocks.11.ln_1.bias"))
         XCTAssertTrue(legacy.contains("module.norm.weight") && legacy.contains("module.head.bias"))
-        let sanitized = try ViGH.sanitize(legacy)
+        let sanitized = try ModelRegistry.vigHCard(name: "legacy", configuration: config).sanitize(legacy)
         XCTAssertEqual(sanitized.keys, official.keys)
         for key in official.keys { XCTAssertEqual(sanitized[key], official[key], key) }
         XCTAssertEqual(try ViGH.sanitize(official).keys, official.keys)
@@ -149,7 +154,7 @@ final class ViGHTests: XCTestCase {
     /// A checkpoint with a missing, a mis-shaped and an unexpected tensor is rejected with every problem.
     func testRejectsBadCheckpoint() throws {
         let item = try Self.namedCase("h_square")
-        var dict = ViGRecipe.stateDict(ViGH.parameterShapes(item.configuration))
+        var dict = ViGRecipe.stateDict(Self.parameterShapes(item.configuration))
         dict.removeValue(forKey: "layers.1.blocks.1.op.g_norm.weight")
         dict.set(Tensor(zeros: [64, 48]), forKey: "layers.2.blocks.0.op.qkv_proj.weight")
         dict.set(Tensor(zeros: [1]), forKey: "layers.3.downsample.1.weight")

@@ -88,7 +88,7 @@ final class ViGTests: XCTestCase {
         let (configurations, _) = try Self.manifest()
         XCTAssertFalse(configurations.isEmpty)
         for (name, config) in configurations {
-            let ours = ViG.parameterShapes(config.configuration)
+            let ours = Self.card(name, config.configuration).parameterShapes
             XCTAssertEqual(ours.map(\.0), config.parameters.map(\.0), name)
             XCTAssertEqual(ours.map(\.1), config.parameters.map(\.1), name)
         }

@@ -60,7 +60,7 @@ final class PipelineDefinitionTests: XCTestCase {
             "p.yaml:5:12: 'batch' must be an integer, got 'lots'",
             "p.yaml:6:5: unknown stage 'blur' (allowed: model, topk, threshold)",
             "p.yaml:7:11: 'topk' must be in 1...1000, got 0",
-            "p.yaml:8:9: sink: unknown key 'parquet' (allowed: jsonl, csv, overlay)",
+            "p.yaml:8:9: sink: unknown key 'parquet' (allowed: jsonl, csv, overlay, masks)",
             "p.yaml:8:7: sink: name at least one of jsonl, csv",
         ])
     }
@@ -137,6 +137,11 @@ final class PipelineDefinitionTests: XCTestCase {
             stages: [{model: efficientnet_lite0}]
             sink: {jsonl: o.jsonl, overlay: o}
             """), ["p.yaml:3:24: sink: 'overlay' applies to a video source (overlay videos)"])
+        XCTAssertEqual(issues("""
+            source: { images: a }
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl, masks: m}
+            """), ["p.yaml:3:24: sink: 'masks' needs a segmentation model; efficientnet_lite0 does image-classification"])
         XCTAssertEqual(issues("""
             source: { images: a, sample: all }
             stages: [{model: efficientnet_lite0}]

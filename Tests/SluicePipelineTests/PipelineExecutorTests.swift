@@ -73,9 +73,10 @@ final class PipelineExecutorTests: XCTestCase {
              options: PipelineExecutor.Options, shouldStop: () -> Bool = { false }) throws
         -> (PipelineExecutor.Summary, CollectingSink) {
         let sink = CollectingSink()
-        let executor = PipelineExecutor(card: card, classifier: classifier, postprocessing: Postprocessing(topK: 1),
-                                        options: options)
-        let summary = try executor.run(items, media: media, sink: sink, shouldStop: shouldStop)
+        let plan = try PipelinePlan(card: card, loaded: .classifier(classifier), media: media,
+                                    postprocessing: Postprocessing(topK: 1))
+        let executor = PipelineExecutor(plan: plan, options: options)
+        let summary = try executor.run(items, sink: sink, shouldStop: shouldStop)
         return (summary, sink)
     }
 

@@ -1,7 +1,9 @@
 import Foundation
+import SluicePipeline
 
-/// Progress on stderr: a redrawn bar with items/s on a terminal, plain periodic lines otherwise.
-public final class ProgressReporter {
+/// Progress on stderr, from the run's events: a redrawn bar with items/s on a terminal, plain periodic
+/// lines otherwise.
+final class ProgressBar: PipelineObserver, @unchecked Sendable {
     private let total: Int
     private let label: String
     private let interactive: Bool
@@ -9,13 +11,17 @@ public final class ProgressReporter {
     private var lastDraw = Date.distantPast
     private var lastLine = Date()
 
-    public init(total: Int, label: String) {
+    init(total: Int, label: String) {
         self.total = total
         self.label = label
         interactive = isatty(STDERR_FILENO) == 1
     }
 
-    public func update(done: Int, failed: Int) {
+    func observe(_ event: PipelineEvent) {
+        if case .progress(let done, let failed, _) = event { update(done: done, failed: failed) }
+    }
+
+    func update(done: Int, failed: Int) {
         let now = Date()
         let elapsed = now.timeIntervalSince(start)
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
