@@ -53,7 +53,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceTestSupport",
                                                                 .product(name: "MetricsTestKit", package: "swift-metrics")]),
-        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport"],
+        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport",
+                                                         .product(name: "GRDB", package: "GRDB.swift")],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -4,15 +4,19 @@ import SluiceJobs
 
 struct Jobs: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List, show, cancel and export jobs in the job store.",
+        abstract: "List, show, cancel and export jobs in the job queue.",
         subcommands: [List.self, Show.self, Cancel.self, Export.self])
 
-    static func store() throws(CommandError) -> JobStore {
-        do { return try JobStore.openDefault() } catch { throw CommandError("job store: \(error)") }
+    static func store() throws(CommandError) -> SQLiteJobQueue {
+        do {
+            return try SQLiteJobQueue(path: Configuration.current.jobQueuePath)
+        } catch {
+            throw CommandError("job store: \(error)")
+        }
     }
 
-    static func job(_ id: String, in store: JobStore) throws(CommandError) -> JobStore.Job {
-        let found: JobStore.Job?
+    static func job(_ id: String, in store: SQLiteJobQueue) throws(CommandError) -> Job {
+        let found: Job?
         do { found = try store.job(id: id) } catch { throw CommandError("job store: \(error)") }
         guard let found else { throw CommandError("no job '\(id)' (see `sluice jobs list`)") }
         return found
@@ -23,8 +27,8 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = try Jobs.store()
             for job in try store.jobs() {
-                let p = try store.progress(job: job.id)
-                print("\(job.id)\t\(job.name)\t\(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)\t\(job.pipeline)")
+                let p = try store.status(job: job.id)
+                print("\(job.id)\t\(job.name)\t\(p.done) done, \(p.failed) failed, \(p.remaining) pending of \(p.total)\t\(job.origin)")
             }
         }
     }
@@ -35,10 +39,10 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = try Jobs.store()
             let job = try Jobs.job(id, in: store)
-            let p = try store.progress(job: job.id)
-            print("job \(job.id) \(job.name) (\(job.pipeline)): \(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)")
-            for error in try store.records(job: job.id).compactMap(\.error) {
-                print("failed: \(error)")
+            let p = try store.status(job: job.id)
+            print("job \(job.id) \(job.name) (\(job.origin)): \(p.done) done, \(p.failed) failed, \(p.remaining) pending of \(p.total)")
+            try store.records(job: job.id) { record in
+                if let error = record.error { print("failed: \(error)") }
             }
         }
     }
@@ -50,9 +54,9 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = try Jobs.store()
             let job = try Jobs.job(id, in: store)
-            try store.setCancelled(job: job.id, true)
-            let p = try store.progress(job: job.id)
-            print("cancelled job \(job.id) \(job.name): \(p.done) done, \(p.failed) failed, \(p.pending) pending of \(p.total)")
+            try store.cancel(job: job.id)
+            let p = try store.status(job: job.id)
+            print("cancelled job \(job.id) \(job.name): \(p.done) done, \(p.failed) failed, \(p.remaining) pending of \(p.total)")
         }
     }
 
@@ -64,7 +68,7 @@ struct Jobs: ParsableCommand {
         func run() throws {
             let store = try Jobs.store()
             let job = try Jobs.job(id, in: store)
-            let runner = JobRunner(store: store, jobID: job.id)
+            let runner = JobRunner(queue: store, jobID: job.id)
             do {
                 let csv = out.lowercased().hasSuffix(".csv")
                 try runner.exportSinks(jsonl: csv ? nil : out, csv: csv ? out : nil, topK: topK)

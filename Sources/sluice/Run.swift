@@ -7,8 +7,8 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a pipeline definition (YAML) as a resumable job: running it again resumes it.",
         discussion: """
-            A job is identified by its pipeline file and its inputs. Each batch's results are committed to \
-            the job store ($SLUICE_HOME/jobs.sqlite) together with the items' states, and the sink files are \
+            A job is identified by its pipeline's text and its inputs. Each batch's results are committed to \
+            the job queue ($SLUICE_HOME/jobs.sqlite) together with the items' states, and the sink files are \
             written from the committed results, so a killed run loses nothing and a resumed one writes no \
             record twice. Exit status: 0 done (failed items are recorded), 1 the job could not run, 2 items \
             failed with --strict, 3 cancelled (`sluice jobs cancel`), 130 interrupted (Ctrl-C).
@@ -31,7 +31,7 @@ struct Run: ParsableCommand {
         do {
             definition = try PipelineDefinition.load(contentsOf: URL(fileURLWithPath: pipeline))
         } catch let error as PipelineValidationError {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            log.info("\(error)")
             throw CommandError("\(pipeline): \(error.issues.count) problem(s)")
         }
         let (card, loaded) = try loadModel(definition.model.name, weights: definition.model.weights)
@@ -43,10 +43,9 @@ struct Run: ParsableCommand {
         } catch {
             throw CommandError("\(pipeline): \(error)")
         }
-        let store: JobStore, job: JobStore.Job, runner: JobRunner
-        let inputs: [InputItem], sink: CommittingSink
+        let store: SQLiteJobQueue, job: Job, runner: JobRunner, before: JobStatus
         do {
-            store = try JobStore.openDefault()
+            store = try SQLiteJobQueue(path: Configuration.current.jobQueuePath)
             if let resume {
                 guard let found = try store.job(id: resume) else {
                     throw CommandError("no job '\(resume)' (see `sluice jobs list`)")
@@ -55,53 +54,43 @@ struct Run: ParsableCommand {
             } else {
                 let items = try definition.source.items()
                 let pipelineText = try String(contentsOfFile: pipeline, encoding: .utf8)
-                job = try store.openJob(id: JobStore.jobID(pipeline: pipelineText, sources: items.map(\.path)),
-                                        name: definition.name, pipeline: pipeline, items: items, fresh: fresh)
+                job = try store.submit(name: definition.name, pipeline: pipelineText, origin: pipeline, items: items,
+                                       fresh: fresh)
             }
             if job.cancelledAt != nil {
-                FileHandle.standardError.write(Data("job \(job.id) was cancelled; resuming it\n".utf8))
-                try store.setCancelled(job: job.id, false)
+                log.info("job \(job.id) was cancelled; resuming it")
+                try store.uncancel(job: job.id)
             }
-            runner = JobRunner(store: store, jobID: job.id)
-            (inputs, sink) = try runner.pending(commitEvery: definition.model.batch)
+            runner = JobRunner(queue: store, jobID: job.id)
+            before = try store.status(job: job.id)
         } catch let error as CommandError {
             throw error
         } catch {
             throw CommandError("\(pipeline): \(error)")
         }
-        if inputs.count < job.total {
-            FileHandle.standardError.write(Data("job \(job.id): resuming, \(job.total - inputs.count) of \(job.total) items already done\n".utf8))
+        if before.remaining < job.total {
+            log.info("job \(job.id): resuming, \(job.total - before.remaining) of \(job.total) items already done")
         }
         let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: definition.model.batch,
                                                                    maxWait: definition.model.maxWait))
         // Ctrl-C or `sluice jobs cancel`: start no new item, finish and commit those in flight, write the
         // sinks, say where the job stopped.
         let interrupt = Interrupt()
-        var cancelled = false
-        var lastCancelCheck = Date()
-        let summary = try executor.run(inputs, sink: sink, observers: [ProgressBar(total: inputs.count, label: "items")],
-                                       shouldStop: {
-            if interrupt.requested { return true }
-            if Date().timeIntervalSince(lastCancelCheck) >= 1 {
-                lastCancelCheck = Date()
-                cancelled = (try? store.isCancelled(job: job.id)) ?? false
-            }
-            return cancelled
-        })
-        try sink.close()
+        runner.notice = { log.info("\($0)") }
+        let summary = try runner.run(executor: executor, commitEvery: definition.model.batch,
+                                     observers: [ProgressBar(total: before.remaining, label: "items")],
+                                     shouldStop: { interrupt.requested })
+        let cancelled = summary.cancelled
         try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
-        let totals = try store.progress(job: job.id)
+        let totals = try store.status(job: job.id)
         if summary.stopped {
             let how = cancelled ? "cancelled" : "interrupted"
-            FileHandle.standardError.write(Data("\n\(how): job \(job.id) stopped after \(totals.done + totals.failed) of \(totals.total) items; run the same command again to resume\n".utf8))
+            log.info("\n\(how): job \(job.id) stopped after \(totals.done + totals.failed) of \(totals.total) items; run the same command again to resume")
             throw cancelled ? ExitCode.cancelled : ExitCode.interrupted
         }
         let frames = definition.source.media == .image ? ""
             : String(format: ", %d frames at %.1f frames/s", summary.frames, summary.framesPerSecond)
-        let line = String(format: "%@ (job %@): %d items, %d done, %d failed; this run %d items at %.1f items/s%@\n",
-                          definition.name, job.id, totals.total, totals.done, totals.failed, summary.items,
-                          summary.itemsPerSecond, frames)
-        FileHandle.standardError.write(Data(line.utf8))
+        log.info("\(String(format: "%@ (job %@): %d items, %d done, %d failed; this run %d items at %.1f items/s%@", definition.name, job.id, totals.total, totals.done, totals.failed, summary.items, summary.itemsPerSecond, frames))")
         if strict && totals.failed > 0 { throw ExitCode.itemsFailed }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import XCTest
 import SluiceTestSupport
 import SluiceJobs
@@ -156,11 +157,11 @@ final class PipelineRunTests: XCTestCase {
         let run = try SluiceCLI.start(["run", pipeline.path], home: home, log: root.appendingPathComponent("run.log"))
 
         // Wait for the first commits, then cancel from another process.
-        let store = try JobStore(path: home.appendingPathComponent("jobs.sqlite").path)
-        var job: JobStore.Job?
+        let store = try SQLiteJobQueue(path: home.appendingPathComponent("jobs.sqlite").path)
+        var job: Job?
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
-            if let found = try? store.jobs().first, (try? store.progress(job: found.id).done) ?? 0 > 0 { job = found; break }
+            if let found = try? store.jobs().first, (try? store.status(job: found.id).done) ?? 0 > 0 { job = found; break }
             Thread.sleep(forTimeInterval: 0.05)
         }
         let id = try XCTUnwrap(job?.id, "the run committed nothing within 60 s")
@@ -170,7 +171,7 @@ final class PipelineRunTests: XCTestCase {
         let log = try String(contentsOf: root.appendingPathComponent("run.log"), encoding: .utf8)
         XCTAssertEqual(run.terminationStatus, 3, log)
         XCTAssertTrue(log.contains("cancelled: job \(id) stopped after"), log)
-        let partial = try store.progress(job: id)
+        let partial = try store.status(job: id)
         XCTAssertLessThan(partial.done, 300, "cancelled before the end")
         let written = try JobsCLI.records(root.appendingPathComponent("out/cancel.jsonl"))
         XCTAssertEqual(written.count, partial.done, "the sink holds exactly the committed records")
@@ -181,6 +182,55 @@ final class PipelineRunTests: XCTestCase {
         XCTAssertEqual(final.count, 300)
         XCTAssertEqual(Set(final.map(\.source)).count, 300)
         XCTAssertEqual(Array(final.prefix(written.count)), written, "committed results are kept as they were")
-        XCTAssertEqual(try store.progress(job: id), JobStore.Progress(total: 300, done: 300, failed: 0))
+        XCTAssertEqual(try store.status(job: id), JobStatus(total: 300, done: 300))
+    }
+
+    /// Two runs of one job started together share its items through their claims: every item is
+    /// claimed and processed once, by one of them, and both leave the whole job in the sink.
+    func testTwoConcurrentRunsShareTheJobAndRecordEachItemOnce() throws {
+        let weights = try TestResources.lite0Weights().path
+        let root = try scratch()
+        let images = root.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        let photos = TestResources.repository.appendingPathComponent("assets/images")
+        let names = try FileManager.default.contentsOfDirectory(atPath: photos.path).sorted()
+        // More items than one claim takes (256), so both runs get some.
+        let count = 600
+        for i in 0..<count {
+            try FileManager.default.createSymbolicLink(
+                atPath: images.appendingPathComponent(String(format: "%03d_%@", i, names[i % names.count])).path,
+                withDestinationPath: photos.appendingPathComponent(names[i % names.count]).path)
+        }
+        let pipeline = root.appendingPathComponent("shared.yaml")
+        try """
+            name: shared
+            source: { images: images }
+            stages: [{ model: efficientnet_lite0, weights: \(weights), batch: 8 }]
+            sink: { jsonl: out/shared.jsonl }
+            """.write(to: pipeline, atomically: true, encoding: .utf8)
+        let home = root.appendingPathComponent("home")
+        let logs = ["a", "b"].map { root.appendingPathComponent("\($0).log") }
+        let runs = try logs.map { try SluiceCLI.start(["run", pipeline.path], home: home, log: $0) }
+        for run in runs { run.waitUntilExit() }
+        let outputs = try logs.map { try String(contentsOf: $0, encoding: .utf8) }
+        var processed = 0
+        for (run, output) in zip(runs, outputs) {
+            XCTAssertEqual(run.terminationStatus, 0, output)
+            XCTAssertTrue(output.contains("\(count) items, \(count) done, 0 failed"), output)
+            let match = try XCTUnwrap(output.firstMatch(of: /this run (\d+) items/), output)
+            processed += Int(match.1) ?? 0
+        }
+        XCTAssertEqual(processed, count, "each item processed by one run: \(outputs)")
+
+        let records = try JobsCLI.records(root.appendingPathComponent("out/shared.jsonl"))
+        let sources = try definitionSources(pipeline)
+        XCTAssertEqual(records.map(\.source), sources, "one record per item, in input order")
+        let store = try DatabaseQueue(path: home.appendingPathComponent("jobs.sqlite").path)
+        let attempts = try store.read { db in try Int.fetchAll(db, sql: "SELECT attempts FROM item") }
+        XCTAssertEqual(attempts, [Int](repeating: 1, count: count), "no item was claimed twice")
+    }
+
+    func definitionSources(_ pipeline: URL) throws -> [String] {
+        try PipelineDefinition.load(contentsOf: pipeline).source.items().map(\.path)
     }
 }

@@ -50,13 +50,13 @@ final class ResumeAfterKillTests: XCTestCase {
         let storePath = home.appendingPathComponent("jobs.sqlite").path
         var done = 0
         // The reference run above created and migrated the store; this connection only reads.
-        let store = try JobStore(path: storePath)
+        let store = try SQLiteJobQueue(path: storePath)
         for attempt in 0..<3 {
             let target = done + Int.random(in: 8...120, using: &generator)
             let run = try SluiceCLI.start(["run", killed.path], home: home)
             let deadline = Date().addingTimeInterval(120)
             while run.isRunning && Date() < deadline {
-                if let job = try? store.jobs().first(where: { $0.name == "killed" }), let progress = try? store.progress(job: job.id), progress.done >= target {
+                if let job = try? store.jobs().first(where: { $0.name == "killed" }), let progress = try? store.status(job: job.id), progress.done >= target {
                     break
                 }
                 Thread.sleep(forTimeInterval: 0.01)
@@ -65,11 +65,11 @@ final class ResumeAfterKillTests: XCTestCase {
             run.waitUntilExit()
             XCTAssertEqual(run.terminationReason, .uncaughtSignal, "attempt \(attempt) was killed, not finished")
             let job = try XCTUnwrap(try store.jobs().first { $0.name == "killed" })
-            done = try store.progress(job: job.id).done
+            done = try store.status(job: job.id).done
             XCTAssertGreaterThanOrEqual(done, target, "attempt \(attempt): committed work survives the kill")
         }
         let job = try XCTUnwrap(try store.jobs().first { $0.name == "killed" })
-        let before = try store.progress(job: job.id)
+        let before = try store.status(job: job.id)
         XCTAssertLessThan(before.done, 500, "the kills interrupted the job")
 
         let final = try SluiceCLI.start(["run", killed.path], home: home)
@@ -86,6 +86,6 @@ final class ResumeAfterKillTests: XCTestCase {
                 XCTAssertEqual(g.score, w.score, accuracy: 1e-5, got.source)
             }
         }
-        XCTAssertEqual(try store.progress(job: job.id), JobStore.Progress(total: 500, done: 500, failed: 0))
+        XCTAssertEqual(try store.status(job: job.id), JobStatus(total: 500, done: 500))
     }
 }
