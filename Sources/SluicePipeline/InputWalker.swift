@@ -38,12 +38,12 @@ public enum InputWalker {
     public static func readList(_ path: String) throws -> [InputItem] {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let folder = (path as NSString).deletingLastPathComponent
-        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        // Each line is expanded as an `images:` source expands its paths: a folder gives all its images,
+        // walked recursively in byte-wise order; a file is taken as it is.
+        let paths = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-            .map { line in
-                let full = line.hasPrefix("/") ? line : (folder as NSString).appendingPathComponent(line)
-                return expand([full]).first ?? InputItem(path: full)
-            }
+            .map { line in line.hasPrefix("/") ? line : (folder as NSString).appendingPathComponent(line) }
+        return expand(paths)
     }
 
     private static func walk(directory: String, recursive: Bool, extensions: Set<String>, into items: inout [InputItem]) {

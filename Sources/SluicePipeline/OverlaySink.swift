@@ -2,21 +2,30 @@ import Foundation
 import SluiceMedia
 import SluiceModels
 
-/// Where artefact files go, named after their input.
+/// Where artefact files go, named after their input: the file's name, then a short hash of its whole
+/// path, so two inputs with the same name in different folders never share an artefact, and running
+/// the same input again names it the same.
 public enum OverlaySink {
-    /// `FOLDER/NAME.overlay.mp4` for a video `…/NAME.EXT`.
+    /// `FOLDER/NAME.HASH.overlay.mp4` for a video `…/NAME.EXT`.
     public static func path(for source: String, in folder: String) -> String {
         (folder as NSString).appendingPathComponent(baseName(source) + ".overlay.mp4")
     }
 
-    /// `FOLDER/NAME.png` for an image, `FOLDER/NAME.fINDEX.png` for frame INDEX of a video.
+    /// `FOLDER/NAME.HASH.png` for an image, `FOLDER/NAME.HASH.fINDEX.png` for frame INDEX of a video.
     public static func maskPath(for source: String, frameIndex: Int?, in folder: String) -> String {
         let frame = frameIndex.map { String(format: ".f%06d", $0) } ?? ""
         return (folder as NSString).appendingPathComponent(baseName(source) + frame + ".png")
     }
 
+    /// The input's file name without extension, and 8 hex digits of FNV-1a over its absolute path.
     static func baseName(_ source: String) -> String {
-        ((source as NSString).lastPathComponent as NSString).deletingPathExtension
+        let absolute = source.hasPrefix("/") ? source
+            : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(source)
+        let path = (absolute as NSString).standardizingPath
+        var hash: UInt32 = 0x811c_9dc5
+        for byte in path.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        let name = ((source as NSString).lastPathComponent as NSString).deletingPathExtension
+        return name + "." + String(format: "%08x", hash)
     }
 }
 

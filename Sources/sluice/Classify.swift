@@ -43,7 +43,7 @@ struct Classify: ParsableCommand {
         }
         let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: batch, maxWait: definition.model.maxWait))
         let unit = fps == nil ? "images" : "videos"
-        let summary = try executor.run(items, sink: sink, observers: [ProgressBar(total: items.count, label: unit)])
+        let summary = try executor.run(items, sink: sink, observers: [ProgressBar(total: items.count, label: unit), PipelineMetrics(model: card.name)])
         try sink.close()
         let frames = fps == nil ? "" : String(format: " (%d frames, %.1f frames/s)", summary.frames, summary.framesPerSecond)
         log.info("\(String(format: "classified %d %@ with %@: %d failed, %.1f %@/s%@ (%d threads)", summary.items, unit, card.name, summary.failures, summary.itemsPerSecond, unit, frames, Parallel.threads))")

@@ -78,7 +78,7 @@ struct Run: ParsableCommand {
         let interrupt = Interrupt()
         runner.notice = { log.info("\($0)") }
         let summary = try runner.run(executor: executor, commitEvery: definition.model.batch,
-                                     observers: [ProgressBar(total: before.remaining, label: "items")],
+                                     observers: [ProgressBar(total: before.remaining, label: "items"), PipelineMetrics(model: card.name)],
                                      shouldStop: { interrupt.requested })
         let cancelled = summary.cancelled
         try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)

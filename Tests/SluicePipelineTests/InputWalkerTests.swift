@@ -38,6 +38,36 @@ final class InputWalkerTests: XCTestCase {
         XCTAssertEqual(items, [InputItem(path: notes), InputItem(path: missing, listingError: "no such file or directory")])
     }
 
+    /// A folder named in a `list:` file gives all its images, as an `images:` source does (it used to
+    /// give only the first one: the two others of a three-photo folder were silently skipped).
+    func testAListNamingAFolderExpandsToAllItsImagesInOrder() throws {
+        let root = try makeTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let list = root.appendingPathComponent("inputs.txt")
+        try "# photos\nsub\n\(root.appendingPathComponent("b.jpg").path)\nSub2\n".write(to: list, atomically: true, encoding: .utf8)
+        let items = try InputWalker.readList(list.path)
+        let expected = InputWalker.expand([root.appendingPathComponent("sub").path, root.appendingPathComponent("b.jpg").path,
+                                           root.appendingPathComponent("Sub2").path])
+        XCTAssertEqual(items, expected)
+        XCTAssertEqual(items.map { String($0.path.dropFirst(root.path.count + 1)) },
+                       ["sub/deeper/y.jpg", "sub/z.jpeg", "b.jpg", "Sub2/x.png"], "a nested folder, a file, a folder")
+    }
+
+    /// Two inputs with the same file name in different folders get different artefacts; the same input
+    /// always gets the same one (so a resumed run finds it).
+    func testArtefactNamesAreUniqueAndStablePerInput() {
+        let a = OverlaySink.path(for: "/data/day1/clip.mp4", in: "/out")
+        let b = OverlaySink.path(for: "/data/day2/clip.mp4", in: "/out")
+        XCTAssertNotEqual(a, b)
+        XCTAssertEqual(a, OverlaySink.path(for: "/data/day1/clip.mp4", in: "/out"))
+        XCTAssertEqual(a, OverlaySink.path(for: "/data/day1/../day1/clip.mp4", in: "/out"), "the same file, spelled otherwise")
+        XCTAssertTrue(a.hasPrefix("/out/clip.") && a.hasSuffix(".overlay.mp4"), a)
+        XCTAssertNotEqual(OverlaySink.maskPath(for: "/data/day1/p.jpg", frameIndex: nil, in: "/out"),
+                          OverlaySink.maskPath(for: "/data/day2/p.jpg", frameIndex: nil, in: "/out"))
+        XCTAssertNotEqual(OverlaySink.maskPath(for: "/data/day1/clip.mp4", frameIndex: 3, in: "/out"),
+                          OverlaySink.maskPath(for: "/data/day1/clip.mp4", frameIndex: 4, in: "/out"))
+    }
+
     func testCSVFieldsAreQuotedPerRFC4180() {
         XCTAssertEqual(CSVSink.quote("plain"), "plain")
         XCTAssertEqual(CSVSink.quote("a, b"), "\"a, b\"")

@@ -156,6 +156,33 @@ final class PipelineExecutorTests: XCTestCase {
         XCTAssertEqual(summary.failures, 1)
     }
 
+    /// Overlays are drawn during the pass: one per video, even for two videos of the same name in
+    /// different folders (they used to overwrite each other), each with one frame per sampled frame.
+    func testOverlaysOfSameNamedVideosInDifferentFoldersAreKeptApart() throws {
+        let video = TestResources.repository.appendingPathComponent("assets/videos/dog.mp4")
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-overlays-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
+        var items: [InputItem] = []
+        for folder in ["a", "b"] {
+            let copy = root.appendingPathComponent("\(folder)/dog.mp4")
+            try FileManager.default.createDirectory(at: copy.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: video, to: copy)
+            items.append(InputItem(path: copy.path))
+        }
+        let overlays = root.appendingPathComponent("overlays").path
+        let plan = try PipelinePlan(card: card, loaded: .classifier(PixelMeanClassifier()), media: .video(.fps(2)),
+                                    postprocessing: Postprocessing(topK: 1), overlayFolder: overlays)
+        let sink = CollectingSink()
+        _ = try PipelineExecutor(plan: plan, options: .init(maxBatch: 4, decoders: 2)).run(items, sink: sink)
+        let written = try FileManager.default.contentsOfDirectory(atPath: overlays).sorted()
+        XCTAssertEqual(written.count, 2, "\(written)")
+        XCTAssertEqual(Set(written.map { $0.hasSuffix(".overlay.mp4") }), [true])
+        for item in items {
+            let overlay = try VideoReader(path: OverlaySink.path(for: item.path, in: overlays))
+            XCTAssertEqual(overlay.frames(.all).map(\.pts).count, 9)
+        }
+    }
+
     func testADamagedVideoKeepsItsFramesAndEndsWithTheError() throws {
         let file = TestResources.repository.deletingLastPathComponent()
             .appendingPathComponent("shared/media/video/broken/decord_corrupted.mp4")
