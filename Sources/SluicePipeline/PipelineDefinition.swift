@@ -94,6 +94,11 @@ public struct PipelineValidationError: Error, CustomStringConvertible {
 
 extension PipelineDefinition {
     public static func load(contentsOf url: URL) throws -> PipelineDefinition {
+        try loadWithText(contentsOf: url).definition
+    }
+
+    /// The definition and the exact text it was parsed from (what a job is stored and identified by).
+    public static func loadWithText(contentsOf url: URL) throws -> (definition: PipelineDefinition, text: String) {
         let text: String
         do {
             text = try String(contentsOf: url, encoding: .utf8)
@@ -101,7 +106,7 @@ extension PipelineDefinition {
             throw PipelineValidationError(issues: [PipelineIssue(file: url.path, line: 1, column: 1,
                                                                  message: "cannot read pipeline file: \(InputWalker.describe(error))")])
         }
-        return try parse(text, file: url.path, baseDirectory: url.deletingLastPathComponent())
+        return (try parse(text, file: url.path, baseDirectory: url.deletingLastPathComponent()), text)
     }
 
     /// Parses and validates a pipeline; throws `PipelineValidationError` listing every problem.

@@ -27,12 +27,32 @@ struct Run: ParsableCommand {
 
     func run() throws {
         threadOptions.apply()
-        let definition: PipelineDefinition
+        let store: SQLiteJobQueue, resumed: Job?
         do {
-            definition = try PipelineDefinition.load(contentsOf: URL(fileURLWithPath: pipeline))
+            store = try SQLiteJobQueue(path: Configuration.current.jobQueuePath)
+            resumed = try resume.map { id throws -> Job in
+                guard let found = try store.job(id: id) else { throw CommandError("no job '\(id)' (see `sluice jobs list`)") }
+                return found
+            }
+        } catch let error as CommandError {
+            throw error
+        } catch {
+            throw CommandError("job store: \(error)")
+        }
+        // A resumed job runs the pipeline it was submitted with (stored by content), whatever the file
+        // says now; jobs from stores older than that read the file.
+        let definition: PipelineDefinition, text: String
+        do {
+            if let resumed, let stored = resumed.pipeline {
+                text = stored
+                definition = try PipelineDefinition.parse(
+                    stored, file: resumed.origin, baseDirectory: URL(fileURLWithPath: resumed.origin).deletingLastPathComponent())
+            } else {
+                (definition, text) = try PipelineDefinition.loadWithText(contentsOf: URL(fileURLWithPath: pipeline))
+            }
         } catch let error as PipelineValidationError {
             log.info("\(error)")
-            throw CommandError("\(pipeline): \(error.issues.count) problem(s)")
+            throw CommandError("\(resumed?.origin ?? pipeline): \(error.issues.count) problem(s)")
         }
         let (card, loaded) = try loadModel(definition.model.name, weights: definition.model.weights)
         let plan: PipelinePlan
@@ -43,19 +63,13 @@ struct Run: ParsableCommand {
         } catch {
             throw CommandError("\(pipeline): \(error)")
         }
-        let store: SQLiteJobQueue, job: Job, runner: JobRunner, before: JobStatus
+        let job: Job, runner: JobRunner, before: JobStatus
         do {
-            store = try SQLiteJobQueue(path: Configuration.current.jobQueuePath)
-            if let resume {
-                guard let found = try store.job(id: resume) else {
-                    throw CommandError("no job '\(resume)' (see `sluice jobs list`)")
-                }
-                job = found
+            if let resumed {
+                job = resumed
             } else {
-                let items = try definition.source.items()
-                let pipelineText = try String(contentsOfFile: pipeline, encoding: .utf8)
-                job = try store.submit(name: definition.name, pipeline: pipelineText, origin: pipeline, items: items,
-                                       fresh: fresh)
+                job = try store.submit(name: definition.name, pipeline: text, origin: URL(fileURLWithPath: pipeline).path,
+                                       items: try definition.source.items(), fresh: fresh)
             }
             if job.cancelledAt != nil {
                 log.info("job \(job.id) was cancelled; resuming it")
