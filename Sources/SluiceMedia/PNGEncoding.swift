@@ -5,6 +5,7 @@
 
 import CPNG
 import Foundation
+import SluiceTensor
 
 public enum PNGEncoding {
     public enum Failure: Error, CustomStringConvertible {
@@ -19,7 +20,8 @@ public enum PNGEncoding {
     public static func writeIndexed(path: String, width: Int, height: Int, indices: [UInt16],
                                     palette: [RGBColor] = Palette.voc) throws {
         precondition(indices.count == width * height, "\(width)x\(height) mask with \(indices.count) values")
-        let temporary = path + ".partial"
+        let file = AtomicFile(replacing: URL(fileURLWithPath: path))
+        let temporary = file.temporary.path
         var image = png_image()
         image.version = png_uint_32(PNG_IMAGE_VERSION)
         image.width = png_uint_32(width)
@@ -42,14 +44,10 @@ public enum PNGEncoding {
         if ok == 0 {
             let reason = withUnsafeBytes(of: image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             png_image_free(&image)
-            unlink(temporary)
+            file.discard()
             throw Failure.write(path: path, reason: reason)
         }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw Failure.write(path: path, reason: reason)
-        }
+        try file.commit()
     }
 }
 

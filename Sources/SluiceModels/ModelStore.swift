@@ -52,7 +52,7 @@ public struct ModelStore: Sendable {
                                      "interpolation": p.interpolation.rawValue, "mean": p.mean, "std": p.std]
         }
         let json = try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])
-        try json.write(to: cardURL(for: model), options: .atomic)
+        try AtomicFile.write(cardURL(for: model)) { try json.write(to: $0) }
         return ImportSummary(weights: weights, card: cardURL(for: model), tensorCount: ordered.count,
                              parameterCount: parameterCount, format: format.rawValue)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceMedia
 import SluiceModels
+import SluiceTensor
 
 /// Where artefact files go, named after their input: the file's name, then a short hash of its whole
 /// path, so two inputs with the same name in different folders never share an artefact, and running
@@ -37,8 +38,9 @@ public enum OverlaySink {
 final class ArtefactWriter {
     private struct OpenOverlay {
         var writer: VideoWriter?
-        let temporary: String
-        let target: String
+        let file: AtomicFile
+        var temporary: String { file.temporary.path }
+        var target: String { file.target.path }
         var lastPTS = -Double.infinity
         var error: String?
     }
@@ -86,13 +88,11 @@ final class ArtefactWriter {
         do {
             try writer.finish()
             if completed && overlay.error == nil {
-                guard rename(overlay.temporary, overlay.target) == 0 else {
-                    throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: overlay.target])
-                }
+                try overlay.file.commit()
                 return
             }
         } catch {}
-        unlink(overlay.temporary)
+        overlay.file.discard()
     }
 
     /// Overlays still open when the run ends (it stopped): deleted, never left half-written.
@@ -101,9 +101,7 @@ final class ArtefactWriter {
     }
 
     private func open(item: Int, folder: String) -> OpenOverlay {
-        let target = OverlaySink.path(for: items[item].path, in: folder)
-        return OpenOverlay(writer: nil, temporary: (target as NSString).deletingPathExtension + ".partial.mp4",
-                           target: target)
+        OpenOverlay(writer: nil, file: AtomicFile(replacing: URL(fileURLWithPath: OverlaySink.path(for: items[item].path, in: folder))))
     }
 
     private func draw(_ record: ResultRecord, mask: ClassMap?, on image: inout RGBImage) {

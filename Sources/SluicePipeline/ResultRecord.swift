@@ -1,4 +1,5 @@
 import Foundation
+import SluiceTensor
 
 /// One prediction: class index, label and softmax probability.
 public struct Prediction: Codable, Sendable, Equatable {
@@ -150,18 +151,33 @@ public enum Sinks {
     public static func open(path: String?, topK: Int) throws -> RecordSink {
         guard let path else { return JSONLinesSink(handle: .standardOutput, ownsHandle: false) }
         let url = URL(fileURLWithPath: path)
+        let csv: Bool
+        switch url.pathExtension.lowercased() {
+        case "csv": csv = true
+        case "jsonl", "json", "ndjson": csv = false
+        default: throw PipelineError.unsupportedOutput(path)
+        }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+        // Written under a temporary name and renamed over `path` when the sink closes.
+        let file = AtomicFile(replacing: url)
+        guard FileManager.default.createFile(atPath: file.temporary.path, contents: nil) else {
             throw PipelineError.cannotWrite(path)
         }
-        let handle = try FileHandle(forWritingTo: url)
-        switch url.pathExtension.lowercased() {
-        case "csv": return CSVSink(handle: handle, topK: topK)
-        case "jsonl", "json", "ndjson": return JSONLinesSink(handle: handle, ownsHandle: true)
-        default:
-            try? handle.close()
-            throw PipelineError.unsupportedOutput(path)
-        }
+        let handle = try FileHandle(forWritingTo: file.temporary)
+        return ReplacingSink(csv ? CSVSink(handle: handle, topK: topK) : JSONLinesSink(handle: handle, ownsHandle: true),
+                             file: file)
+    }
+}
+
+/// A file sink whose output replaces its target only once it is closed.
+final class ReplacingSink: RecordSink {
+    let sink: RecordSink
+    let file: AtomicFile
+    init(_ sink: RecordSink, file: AtomicFile) { self.sink = sink; self.file = file }
+    func write(_ record: ResultRecord) throws { try sink.write(record) }
+    func close() throws {
+        do { try sink.close() } catch { file.discard(); throw error }
+        try file.commit()
     }
 }
 

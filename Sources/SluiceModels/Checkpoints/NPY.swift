@@ -119,6 +119,6 @@ public enum NPY {
     }
 
     public static func write(_ tensor: Tensor, to url: URL) throws {
-        try encode(tensor).write(to: url)
+        try AtomicFile.write(url) { try encode(tensor).write(to: $0) }
     }
 }

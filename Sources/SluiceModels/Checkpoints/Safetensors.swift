@@ -127,33 +127,28 @@ public enum Safetensors {
         var headerBytes = Array(header.utf8)
         headerBytes += [UInt8](repeating: 0x20, count: (8 - (8 + headerBytes.count) % 8) % 8)
 
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial")
         do {
-            guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-                throw CheckpointError.writeFailed(file: url.path, reason: "cannot create \(temporary.path)")
-            }
-            let handle = try FileHandle(forWritingTo: temporary)
-            defer { try? handle.close() }
-            var lengthField = UInt64(headerBytes.count).littleEndian
-            try handle.write(contentsOf: Data(bytes: &lengthField, count: 8))
-            try handle.write(contentsOf: headerBytes)
-            for (_, tensor) in tensors where tensor.count > 0 {
-                try tensor.data.withUnsafeBytes { bytes in
-                    // No copy: the handle writes synchronously from the array's storage.
-                    try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: bytes.baseAddress!),
-                                                      count: bytes.count, deallocator: .none))
+            try AtomicFile.write(url) { temporary in
+                guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+                    throw CheckpointError.writeFailed(file: url.path, reason: "cannot create \(temporary.path)")
                 }
-            }
-            try handle.synchronize()
-            guard rename(temporary.path, url.path) == 0 else {
-                throw CheckpointError.writeFailed(file: url.path, reason: String(cString: strerror(errno)))
+                let handle = try FileHandle(forWritingTo: temporary)
+                defer { try? handle.close() }
+                var lengthField = UInt64(headerBytes.count).littleEndian
+                try handle.write(contentsOf: Data(bytes: &lengthField, count: 8))
+                try handle.write(contentsOf: headerBytes)
+                for (_, tensor) in tensors where tensor.count > 0 {
+                    try tensor.data.withUnsafeBytes { bytes in
+                        // No copy: the handle writes synchronously from the array's storage.
+                        try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: bytes.baseAddress!),
+                                                          count: bytes.count, deallocator: .none))
+                    }
+                }
+                try handle.synchronize()
             }
         } catch let error as CheckpointError {
-            try? FileManager.default.removeItem(at: temporary)
             throw error
         } catch {
-            try? FileManager.default.removeItem(at: temporary)
             throw CheckpointError.writeFailed(file: url.path, reason: "\(error)")
         }
     }

@@ -1,0 +1,48 @@
+import Foundation
+
+/// Replaces a file the user keeps through rename(2): everything is written to a temporary file in the
+/// target's folder (same file system), which is then renamed over the target. A reader sees the old
+/// file or the whole new one, never half of one, and a killed writer leaves only the hidden temporary.
+public struct AtomicFile: Sendable {
+    public let target: URL
+    /// `.NAME.PID.partial.EXT` beside the target: the extension stays last, for writers that pick the
+    /// format from it (FFmpeg's muxers, the record sinks).
+    public let temporary: URL
+
+    public init(replacing target: URL) {
+        self.target = target
+        let name = target.deletingPathExtension().lastPathComponent
+        let ext = target.pathExtension.isEmpty ? "" : "." + target.pathExtension
+        temporary = target.deletingLastPathComponent()
+            .appendingPathComponent(".\(name).\(ProcessInfo.processInfo.processIdentifier).partial\(ext)")
+    }
+
+    /// Renames the temporary over the target; on failure the temporary is removed.
+    public func commit() throws {
+        guard rename(temporary.path, target.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            discard()
+            throw AtomicFileError(path: target.path, reason: reason)
+        }
+    }
+
+    /// Removes the temporary (a write that failed).
+    public func discard() { unlink(temporary.path) }
+
+    /// Writes `target` through `write`, which is given the temporary to write; commits when it returns
+    /// and discards the temporary when it throws.
+    @discardableResult
+    public static func write<T>(_ target: URL, _ write: (URL) throws -> T) throws -> T {
+        let file = AtomicFile(replacing: target)
+        let result: T
+        do { result = try write(file.temporary) } catch { file.discard(); throw error }
+        try file.commit()
+        return result
+    }
+}
+
+public struct AtomicFileError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path): cannot replace the file: \(reason)" }
+}
