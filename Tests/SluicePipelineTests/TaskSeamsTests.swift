@@ -76,7 +76,7 @@ final class TaskSeamsTests: XCTestCase {
     func testStreamingModelGetsOneOrderedSessionPerVideoWithVideosInterleaved() throws {
         let model = FrameCountingVideoModel(delay: 0.005)
         let plan = try PipelinePlan(model: .init(name: "counter", input: crop, labels: labels, loaded: .streamingVideo(model)),
-                                    media: .video(.fps(4)), postprocessing: Postprocessing(topK: 1))
+                                    media: .video(.fps(8)), postprocessing: Postprocessing(topK: 1))
         var written: [Int] = []
         var lastProgress: (Int, Int, Int)?
         let observer = ClosureObserver { event in
@@ -88,10 +88,12 @@ final class TaskSeamsTests: XCTestCase {
         }
         let sink = CollectingSink()
         let items = [InputItem(path: dog), InputItem(path: "/no/such/clip.mp4"), InputItem(path: dog)]
-        let summary = try PipelineExecutor(plan: plan, options: .init(maxBatch: 4, maxWait: 0.01, decoders: 2))
+        // Four input slots: neither decoder can run more than a few frames ahead of the model, so the
+        // two videos' frames reach it interleaved whatever the scheduling.
+        let summary = try PipelineExecutor(plan: plan, options: .init(maxBatch: 1, maxWait: 0, decoders: 2, queuedFrames: 1))
             .run(items, sink: sink, observers: [observer])
 
-        let frames = try VideoReader(path: dog).frames(.fps(4)).map(\.index)
+        let frames = try VideoReader(path: dog).frames(.fps(8)).map(\.index)
         XCTAssertGreaterThan(frames.count, 10)
         XCTAssertEqual(sink.items.map(\.index), [0, 1, 2])
         for item in [0, 2] {
