@@ -9,6 +9,18 @@ import SluicePipeline
 /// `sluice run` end to end: the shipped pipelines on bundled data, bad inputs, cancellation.
 final class PipelineRunTests: XCTestCase {
     /// A world-writable scratch folder (the unreadable-file test runs the command as `nobody`).
+    /// `count` symbolic links to the bundled photos in turn, named `NNN_photo` so they sort in order.
+    func linkPhotos(_ count: Int, into images: URL) throws {
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        let photos = TestResources.repository.appendingPathComponent("assets/images")
+        let names = try FileManager.default.contentsOfDirectory(atPath: photos.path).sorted()
+        for i in 0..<count {
+            try FileManager.default.createSymbolicLink(
+                atPath: images.appendingPathComponent(String(format: "%03d_%@", i, names[i % names.count])).path,
+                withDestinationPath: photos.appendingPathComponent(names[i % names.count]).path)
+        }
+    }
+
     func scratch() throws -> URL {
         let root = URL(fileURLWithPath: "/tmp").appendingPathComponent("sluice-run-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root.appendingPathComponent("home"), withIntermediateDirectories: true)
@@ -137,15 +149,7 @@ final class PipelineRunTests: XCTestCase {
     func testCancelStopsARunningJobAndRunningItAgainFinishesIt() throws {
         let weights = try TestResources.lite0Weights().path
         let root = try scratch()
-        let images = root.appendingPathComponent("images")
-        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
-        let photos = TestResources.repository.appendingPathComponent("assets/images")
-        let names = try FileManager.default.contentsOfDirectory(atPath: photos.path).sorted()
-        for i in 0..<300 {
-            try FileManager.default.createSymbolicLink(
-                atPath: images.appendingPathComponent(String(format: "%03d_%@", i, names[i % names.count])).path,
-                withDestinationPath: photos.appendingPathComponent(names[i % names.count]).path)
-        }
+        try linkPhotos(300, into: root.appendingPathComponent("images"))
         let pipeline = root.appendingPathComponent("cancel.yaml")
         try """
             name: cancel-me
@@ -190,17 +194,9 @@ final class PipelineRunTests: XCTestCase {
     func testTwoConcurrentRunsShareTheJobAndRecordEachItemOnce() throws {
         let weights = try TestResources.lite0Weights().path
         let root = try scratch()
-        let images = root.appendingPathComponent("images")
-        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
-        let photos = TestResources.repository.appendingPathComponent("assets/images")
-        let names = try FileManager.default.contentsOfDirectory(atPath: photos.path).sorted()
         // More items than one claim takes (256), so both runs get some.
         let count = 600
-        for i in 0..<count {
-            try FileManager.default.createSymbolicLink(
-                atPath: images.appendingPathComponent(String(format: "%03d_%@", i, names[i % names.count])).path,
-                withDestinationPath: photos.appendingPathComponent(names[i % names.count]).path)
-        }
+        try linkPhotos(count, into: root.appendingPathComponent("images"))
         let pipeline = root.appendingPathComponent("shared.yaml")
         try """
             name: shared
