@@ -38,19 +38,31 @@ public enum ImageInput: Sendable, Equatable {
     /// `maxHeight` when given, then normalised; the model handles any size (dense prediction). Sides need
     /// not be multiples of anything: a model that needs that pads inside its forward pass.
     case anySize(maxWidth: Int?, maxHeight: Int?, interpolation: Preprocessing.Interpolation, mean: [Float], std: [Float])
+    /// mmseg's test-time `Resize(img_scale=(longSide, shortSide), keep_ratio=True)`: the picture scaled up
+    /// or down by min(longSide / its longer side, shortSide / its shorter side), each side rounded as
+    /// ⌊x·f + 0.5⌋ (dense prediction; outputs are brought back to the source size).
+    case rescaled(longSide: Int, shortSide: Int, interpolation: Preprocessing.Interpolation, mean: [Float], std: [Float])
 
     public var normalization: PixelNormalization {
         switch self {
         case .crop(let p): return PixelNormalization(mean: p.mean, std: p.std)
-        case .anySize(_, _, _, let mean, let std): return PixelNormalization(mean: mean, std: std)
+        case .anySize(_, _, _, let mean, let std), .rescaled(_, _, _, let mean, let std):
+            return PixelNormalization(mean: mean, std: std)
         }
     }
 
     var filter: ResampleFilter {
         switch self {
         case .crop(let p): return p.interpolation == .bicubic ? .bicubic : .bilinear
-        case .anySize(_, _, let interpolation, _, _): return interpolation == .bicubic ? .bicubic : .bilinear
+        case .anySize(_, _, let interpolation, _, _), .rescaled(_, _, let interpolation, _, _):
+            return interpolation == .bicubic ? .bicubic : .bilinear
         }
+    }
+
+    /// The size `rescaled` brings a width x height picture to (identity for other inputs' own sizes).
+    public static func rescaledSize(width: Int, height: Int, longSide: Int, shortSide: Int) -> (width: Int, height: Int) {
+        let factor = min(Double(longSide) / Double(max(width, height)), Double(shortSide) / Double(min(width, height)))
+        return (max(1, Int(Double(width) * factor + 0.5)), max(1, Int(Double(height) * factor + 0.5)))
     }
 
     /// The fixed input side, when there is one (a slot pool can then be sized up front).
@@ -95,9 +107,15 @@ public struct FramePreparer: Sendable {
         switch input {
         case .crop(let p):
             return image.resizeShorterSide(to: p.resizeShorterSide, filter: input.filter).centerCrop(p.cropSize)
-        case .anySize:
+        case .anySize, .rescaled:
             return fitWithinBounds(image)
         }
+    }
+
+    /// Decodes `path` without bringing it to the model's geometry (the source picture, for outputs at
+    /// its size); `prepare(frame:)` finishes it.
+    public func decode(path: String) throws -> RGBImage {
+        try decoder.decode(contentsOf: URL(fileURLWithPath: path))
     }
 
     /// Brings a decoded video frame (already scaled by the reader as `videoOptions` asked) to the model's
@@ -105,7 +123,7 @@ public struct FramePreparer: Sendable {
     public func prepare(frame: RGBImage) -> RGBImage {
         switch input {
         case .crop(let p): return frame.centerCrop(p.cropSize)
-        case .anySize: return fitWithinBounds(frame)
+        case .anySize, .rescaled: return fitWithinBounds(frame)
         }
     }
 
@@ -121,12 +139,16 @@ public struct FramePreparer: Sendable {
         switch input {
         case .crop(let p):
             return VideoReaderOptions(size: .shorterSide(p.resizeShorterSide), threads: 2, scaling: scaling)
-        case .anySize:
+        case .anySize, .rescaled:
             return VideoReaderOptions(size: .native, threads: 2, scaling: scaling)
         }
     }
 
     private func fitWithinBounds(_ image: RGBImage) -> RGBImage {
+        if case .rescaled(let long, let short, _, _, _) = input {
+            let size = ImageInput.rescaledSize(width: image.width, height: image.height, longSide: long, shortSide: short)
+            return image.resized(width: size.width, height: size.height, filter: input.filter)
+        }
         guard case .anySize(let maxWidth, let maxHeight, _, _, _) = input else { return image }
         // mmseg's Resize(keep_ratio=True) semantics, limited to shrinking: the largest scale at which
         // both sides fit, rounded to the nearest pixel.

@@ -49,6 +49,24 @@ public enum PNGEncoding {
         }
         try file.commit()
     }
+
+    /// Writes an RGB image as an 8-bit PNG at `path`, replacing it atomically.
+    public static func writeRGB(_ picture: RGBImage, path: String) throws {
+        let file = AtomicFile(replacing: URL(fileURLWithPath: path))
+        var image = png_image()
+        image.version = png_uint_32(PNG_IMAGE_VERSION)
+        image.width = png_uint_32(picture.width)
+        image.height = png_uint_32(picture.height)
+        image.format = png_uint_32(PNG_FORMAT_RGB)
+        let ok = png_image_write_to_file(&image, file.temporary.path, 0, picture.pixels, png_int_32(picture.rowStride), nil)
+        if ok == 0 {
+            let reason = withUnsafeBytes(of: image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            png_image_free(&image)
+            file.discard()
+            throw Failure.write(path: path, reason: reason)
+        }
+        try file.commit()
+    }
 }
 
 public enum Palette {

@@ -192,19 +192,35 @@ public struct HorNet: ImageClassifier, ImageBackbone {
     let downsampleNorms: [Norm]
     let downsampleConvs: [Conv2d]
     let stages: [[Block]]
-    let norm: LayerNorm
-    let head: Linear
+    /// What follows the stages: the classifier's final norm and head, or (as a segmentation backbone,
+    /// the official `semantic_segmentation/models/hornet.py`) one channels-first LayerNorm per stage output,
+    /// `norm0` … `norm3`.
+    enum Top {
+        case classifier(norm: LayerNorm, head: Linear)
+        case stageNorms([Norm])
+    }
+    let top: Top
 
     public var numClasses: Int { configuration.numClasses }
 
     /// Channels of the four stages' outputs.
     public var stageChannels: [Int] { configuration.dims }
 
-    /// The four stages' outputs [N, H/4, W/4, C0] … [N, H/32, W/32, C3], before any norm (segmentation
-    /// heads add their own per-stage norms).
+    /// The four stages' outputs [N, ⌊H/4⌋, ⌊W/4⌋, C0] … [N, ⌊H/32⌋, ⌊W/32⌋, C3] (strided convolutions floor):
+    /// through `norm0` … `norm3` for a segmentation backbone, as they are for a classifier.
     public func features(_ input: Tensor) -> [Tensor] {
         var outputs: [Tensor] = []
         _ = runStages(input) { outputs.append($0) }
+        if case .stageNorms(let norms) = top {
+            for (i, norm) in norms.enumerated() {
+                let c = norm.bias.count, rows = outputs[i].count / c
+                outputs[i].data.withUnsafeMutableBufferPointer { p in
+                    RowKernels.layerNorm(rows: rows, channels: c, input: p.baseAddress!, inputStride: c,
+                                         output: p.baseAddress!, outputStride: c, weight: norm.weight, bias: norm.bias,
+                                         eps: Self.eps)
+                }
+            }
+        }
         return outputs
     }
 
@@ -227,8 +243,19 @@ public struct HorNet: ImageClassifier, ImageBackbone {
         }
     }
 
-    /// Builds the network from official weights, each read where its layer is built, in `state_dict()` order.
+    /// Builds the classifier from official weights, each read where its layer is built, in `state_dict()` order.
     public init(configuration config: HorNetConfiguration, weights: WeightReader) {
+        self.init(configuration: config, weights: weights, segmentationBackbone: false)
+    }
+
+    /// Builds the segmentation backbone (`norm0` … `norm3`, no final norm or head) from the weights under
+    /// an mmseg checkpoint's `backbone.` (pass `weights.scope("backbone")`). `gflayer` sizes are the
+    /// checkpoint's (24×13 and 12×7 for the released ADE20K models); every input grid resizes them.
+    public init(segmentationBackbone config: HorNetConfiguration, weights: WeightReader) {
+        self.init(configuration: config, weights: weights, segmentationBackbone: true)
+    }
+
+    init(configuration config: HorNetConfiguration, weights: WeightReader, segmentationBackbone: Bool) {
         configuration = config
         let dims = config.dims
         let scale = Float(config.s)
@@ -276,9 +303,14 @@ public struct HorNet: ImageClassifier, ImageBackbone {
                              pwconv2: Dense(block.scope("pwconv2"), [d, 4 * d], scale: gamma2))
             }
         }
-        norm = LayerNorm(weight: weights("norm.weight", [dims[3]]), bias: weights("norm.bias", [dims[3]]), eps: Self.eps)
-        head = Linear(weight: weights("head.weight", [config.numClasses, dims[3]]),
-                      bias: weights("head.bias", [config.numClasses]))
+        if segmentationBackbone {
+            top = .stageNorms((0..<4).map { Norm(weights.scope("norm\($0)"), dims[$0]) })
+        } else {
+            top = .classifier(
+                norm: LayerNorm(weight: weights("norm.weight", [dims[3]]), bias: weights("norm.bias", [dims[3]]), eps: Self.eps),
+                head: Linear(weight: weights("head.weight", [config.numClasses, dims[3]]),
+                             bias: weights("head.bias", [config.numClasses])))
+        }
     }
 
     /// Pixels per chunk of images that a stage processes together: big enough for efficient GEMMs on
@@ -287,7 +319,10 @@ public struct HorNet: ImageClassifier, ImageBackbone {
 
     /// Logits [N, classes] for NHWC input already normalised as the model expects (sides divisible by 32).
     public func callAsFunction(_ input: Tensor) -> Tensor {
-        head(norm(Pooling.globalAverage(runStages(input, keep: nil))))
+        guard case .classifier(let norm, let head) = top else {
+            preconditionFailure("a HorNet segmentation backbone has no classifier head")
+        }
+        return head(norm(Pooling.globalAverage(runStages(input, keep: nil))))
     }
 
     /// Runs the stem and the four stages, handing each stage's output to `keep`; the last stage's output.

@@ -94,6 +94,7 @@ public enum ModelRegistry {
     ] + HorNetConfiguration.officialNames.map(horNet)
         + ViGConfiguration.officialNames.map { vigCard(name: $0, configuration: ViGConfiguration.named($0)!) }
         + ViGHConfiguration.officialNames.map { vigHCard(name: $0, configuration: ViGHConfiguration.named($0)!) }
+        + upernetHorNetNames.map { upernetHorNet(name: $0)! }
 
     public static var names: [String] { cards.map(\.name) }
 
@@ -164,12 +165,22 @@ public enum WeightCheck {
     }
 }
 
-/// Class names for a model's outputs.
+/// Class names for a model's outputs, and the colours masks draw them in.
 public struct LabelSet: Sendable {
     public var name: String
     public var labels: [String]
+    /// One colour per class for masks and overlays (nil: the PASCAL VOC colour map).
+    public var palette: [RGBColor]?
 
-    public init(name: String, labels: [String]) { self.name = name; self.labels = labels }
+    public init(name: String, labels: [String], palette: [RGBColor]? = nil) {
+        self.name = name; self.labels = labels; self.palette = palette
+    }
+
+    /// The colour of class `index` in masks and overlays.
+    public func color(_ index: Int) -> RGBColor {
+        if let palette, index >= 0, index < palette.count { return palette[index] }
+        return Palette.voc[((index % 256) + 256) % 256]
+    }
 
     public static let imageNet1k = LabelSet(name: "imagenet1k", labels: imageNet1kLabels)
 

@@ -68,6 +68,51 @@ public struct ClassMap: Sendable, Equatable {
     }
 }
 
+extension ClassMap {
+    /// The arg-max class of each pixel of logits [1, h, w, C] bilinearly resized (align_corners=False) to
+    /// `width` x `height`, as mmseg resizes logits to the original image before its argmax, without ever
+    /// holding the resized logits. Where the four source pixels around an output pixel agree on their
+    /// class, so does the interpolation (each class's value is the same convex combination, and float
+    /// sums are monotonic), so only pixels near class boundaries interpolate all C logits.
+    public init(argmaxOf logits: Tensor, width: Int, height: Int) {
+        precondition(logits.rank == 4 && logits.shape[0] == 1, "expected logits [1, H, W, C], got \(logits.shape)")
+        let (h, w, c) = (logits.shape[1], logits.shape[2], logits.shape[3])
+        if h == height && w == width { self.init(argmaxOf: logits); return }
+        let source = logits.argmaxLastAxis()
+        let ys = Interpolate.taps(from: h, to: height), xs = Interpolate.taps(from: w, to: width)
+        var classes = [UInt16](repeating: 0, count: width * height)
+        logits.data.withUnsafeBufferPointer { lp in
+            source.withUnsafeBufferPointer { sp in
+                classes.withUnsafeMutableBufferPointer { out in
+                    let (l, s, o) = (UnsafeSendable(lp.baseAddress!), UnsafeSendable(sp.baseAddress!), UnsafeSendable(out.baseAddress!))
+                    Parallel.forEachChunk(height, minChunk: max(1, 16384 / max(1, width))) { rows in
+                        for oy in rows {
+                            let ty = ys[oy]
+                            for ox in 0..<width {
+                                let tx = xs[ox]
+                                let a = ty.i0 * w + tx.i0, b = ty.i0 * w + tx.i1, e = ty.i1 * w + tx.i0, f = ty.i1 * w + tx.i1
+                                let k = s.value[a]
+                                if s.value[b] == k && s.value[e] == k && s.value[f] == k {
+                                    o.value[oy * width + ox] = UInt16(truncatingIfNeeded: k)
+                                    continue
+                                }
+                                let (pa, pb, pe, pf) = (l.value + a * c, l.value + b * c, l.value + e * c, l.value + f * c)
+                                var best = 0, bestValue = -Float.infinity
+                                for ch in 0..<c {
+                                    let v = ty.w0 * (tx.w0 * pa[ch] + tx.w1 * pb[ch]) + ty.w1 * (tx.w0 * pe[ch] + tx.w1 * pf[ch])
+                                    if ch == 0 || v > bestValue { best = ch; bestValue = v }
+                                }
+                                o.value[oy * width + ox] = UInt16(truncatingIfNeeded: best)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.init(width: width, height: height, classes: classes)
+    }
+}
+
 /// What a frame-by-frame video model produces for one frame.
 public enum FrameOutput: Sendable, Equatable {
     /// Class logits for the video so far (video classification).

@@ -67,6 +67,20 @@ public struct WeightReader {
         return tensor
     }
 
+    /// The shape of `key` in the checkpoint, if it is there (nil while recording): for sizes a checkpoint
+    /// decides, such as a global filter's grid.
+    public func shape(of key: String) -> [Int]? {
+        log.tensors?[prefix + key]?.shape
+    }
+
+    /// Whether the checkpoint holds any tensor under `module` (always true while recording), for optional
+    /// sub-modules such as a training-only auxiliary head.
+    public func contains(module: String) -> Bool {
+        guard let tensors = log.tensors else { return true }
+        let start = prefix + module + "."
+        return tensors.keys.contains { $0.hasPrefix(start) }
+    }
+
     /// The reader of a sub-module: `scope("stages.0")("gamma1", …)` reads "stages.0.gamma1".
     public func scope(_ module: String) -> WeightReader {
         WeightReader(log: log, prefix: prefix + module + ".")

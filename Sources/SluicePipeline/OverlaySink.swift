@@ -12,6 +12,11 @@ public enum OverlaySink {
         (folder as NSString).appendingPathComponent(baseName(source) + ".overlay.mp4")
     }
 
+    /// `FOLDER/NAME.HASH.overlay.png` for an image `…/NAME.EXT`.
+    public static func imagePath(for source: String, in folder: String) -> String {
+        (folder as NSString).appendingPathComponent(baseName(source) + ".overlay.png")
+    }
+
     /// `FOLDER/NAME.HASH.png` for an image, `FOLDER/NAME.HASH.fINDEX.png` for frame INDEX of a video.
     public static func maskPath(for source: String, frameIndex: Int?, in folder: String) -> String {
         let frame = frameIndex.map { String(format: ".f%06d", $0) } ?? ""
@@ -56,10 +61,22 @@ final class ArtefactWriter {
             let path = OverlaySink.maskPath(for: items[item].path, frameIndex: record.frameIndex, in: folder)
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                try PNGEncoding.writeIndexed(path: path, width: mask.width, height: mask.height, indices: mask.classes)
+                try PNGEncoding.writeIndexed(path: path, width: mask.width, height: mask.height, indices: mask.classes,
+                                             palette: plan.model.labels.palette ?? Palette.voc)
                 record.mask?.file = path
             } catch {
                 record.error = "\(error)"
+            }
+        }
+        if let folder = plan.overlayFolder, var image = result.image, record.pts == nil {
+            // An image source: one overlay picture per image.
+            draw(record, mask: result.mask, on: &image)
+            let path = OverlaySink.imagePath(for: items[item].path, in: folder)
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try PNGEncoding.writeRGB(image, path: path)
+            } catch {
+                record.error = "overlay \(path): \(error)"
             }
         }
         if let folder = plan.overlayFolder, var image = result.image, let pts = record.pts {
@@ -104,18 +121,26 @@ final class ArtefactWriter {
         OpenOverlay(writer: nil, file: AtomicFile(replacing: URL(fileURLWithPath: OverlaySink.path(for: items[item].path, in: folder))))
     }
 
+    /// A mask blended over the picture (semantic segmentation colours every pixel, as mmseg's
+    /// `show_result`; video object masks leave the background, class 0, as it is) with a legend of the
+    /// classes covering the most of it; or a classifier's top-1 label.
     private func draw(_ record: ResultRecord, mask: ClassMap?, on image: inout RGBImage) {
         let scale = max(1, min(image.width, image.height) / 180)
+        let labels = plan.model.labels
         if let mask, mask.width == image.width, mask.height == image.height {
-            for area in record.mask?.classes ?? [] where area.index != 0 {
-                let coverage = mask.classes.map { Int($0) == area.index ? UInt8(255) : 0 }
-                image.blendMask(coverage, color: Palette.voc[area.index % 256], opacity: 0.5)
-            }
-        }
-        if let best = record.topK?.first {
+            var background: UInt16? = nil
+            if case .streamingVideo = plan.model.loaded { background = 0 }
+            image.blendClasses(mask.classes, colors: labels.color, opacity: 0.5, keepClass: background)
+            let shown = (record.mask?.classes ?? []).filter { background == nil || $0.index != 0 }.prefix(Self.legendEntries)
+            image.drawLegend(shown.map { (String(format: "%@ %.0f%%", $0.label, 100 * $0.fraction), labels.color($0.index)) },
+                             scale: scale)
+        } else if let best = record.topK?.first {
             image.drawLabel(String(format: "%@ %.0f%%", best.label, 100 * best.score), x: 0, y: 0, scale: scale)
         } else if let top = record.mask?.classes.first {
             image.drawLabel(String(format: "%@ %.0f%%", top.label, 100 * top.fraction), x: 0, y: 0, scale: scale)
         }
     }
+
+    /// Classes named in an overlay's legend.
+    static let legendEntries = 5
 }

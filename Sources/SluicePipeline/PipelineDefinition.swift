@@ -16,7 +16,8 @@ import SluiceModels
 ///     max_wait_ms: 50                             # how long a batch may wait to fill
 ///   - topk: 5
 ///   - threshold: 0.1                              # keep predictions with probability >= 0.1
-/// sink: { jsonl: out/photos.jsonl, csv: out/photos.csv }  # video sources may add overlay: FOLDER,
+/// sink: { jsonl: out/photos.jsonl, csv: out/photos.csv }  # optional overlays: FOLDER (a PNG per image,
+///                                                         # an H.264 video per video), and for
 ///                                                         # segmentation models masks: FOLDER
 /// ```
 /// Video sampling: `all`, `{ every: N }`, `{ fps: X }`, `{ uniform: N }` or `{ range: [START, END] }` (seconds).
@@ -52,8 +53,10 @@ public struct PipelineDefinition: Sendable, Equatable {
         public var batch: Int
         /// Seconds a batch may wait for more frames once it has one.
         public var maxWait: Double
-        public init(name: String, weights: String?, batch: Int, maxWait: Double = 0.05) {
-            self.name = name; self.weights = weights; self.batch = batch; self.maxWait = maxWait
+        /// How a segmenter covers each picture (nil: the card's setting).
+        public var mode: SegmentationMode?
+        public init(name: String, weights: String?, batch: Int, maxWait: Double = 0.05, mode: SegmentationMode? = nil) {
+            self.name = name; self.weights = weights; self.batch = batch; self.maxWait = maxWait; self.mode = mode
         }
     }
 
@@ -63,7 +66,8 @@ public struct PipelineDefinition: Sendable, Equatable {
     public var postprocessing: Postprocessing
     public var jsonl: String?
     public var csv: String?
-    /// Folder for overlay videos (video sources): each sampled frame with its top-1 label.
+    /// Folder for overlays (`overlays:`, or `overlay:`): a PNG per image, an H.264 video per video, each
+    /// picture with its top-1 label or its mask.
     public var overlay: String?
     /// Folder for mask images (segmentation models): a palette PNG per image or frame.
     public var masks: String?
@@ -232,13 +236,13 @@ private struct Validator {
         var jsonl: String?, csv: String?, overlay: String?, masks: String?
         if let entry = top["sink"] {
             if let sink = entry.value.mapping {
-                let fields = entries(sink, allowed: ["jsonl", "csv", "overlay", "masks"], context: "sink")
+                let fields = entries(sink, allowed: ["jsonl", "csv", "overlay", "overlays", "masks"], context: "sink")
                 if let value = fields["jsonl"] { jsonl = string(value.value, "jsonl").map(resolve) }
                 if let value = fields["csv"] { csv = string(value.value, "csv").map(resolve) }
-                if let value = fields["overlay"] {
-                    overlay = string(value.value, "overlay").map(resolve)
-                    if let source, source.media == .image {
-                        report(value.key, "sink: 'overlay' applies to a video source (overlay videos)")
+                if let value = fields["overlay"] ?? fields["overlays"] {
+                    overlay = string(value.value, "overlays").map(resolve)
+                    if fields["overlay"] != nil && fields["overlays"] != nil {
+                        report(value.key, "sink: give 'overlays' once (overlay is the same sink)")
                     }
                 }
                 if let value = fields["masks"] {
@@ -357,7 +361,7 @@ private struct Validator {
             return (nil, postprocessing)
         }
         var model: PipelineDefinition.ModelStage?
-        let kinds = ["model", "topk", "threshold"]
+        let kinds = ["model", "topk", "threshold", "rle"]
         for stage in list {
             guard let mapping = stage.mapping else {
                 report(stage, "a stage must be a mapping with one of: \(kinds.joined(separator: ", "))")
@@ -366,7 +370,7 @@ private struct Validator {
             let kind = mapping.keys.compactMap(\.string).first(where: kinds.contains)
             switch kind {
             case "model":
-                let fields = entries(mapping, allowed: ["model", "weights", "batch", "max_wait_ms"], context: "model stage")
+                let fields = entries(mapping, allowed: ["model", "weights", "batch", "max_wait_ms", "mode"], context: "model stage")
                 if model != nil { report(stage, "only one model stage is supported") }
                 guard let nameNode = fields["model"]?.value, let name = string(nameNode, "model") else { continue }
                 if !ModelRegistry.names.contains(name) {
@@ -375,7 +379,21 @@ private struct Validator {
                 let weights = fields["weights"].flatMap { string($0.value, "weights") }.map(resolve)
                 let batch = fields["batch"].flatMap { integer($0.value, "batch", range: 1...256) } ?? 8
                 let wait = fields["max_wait_ms"].flatMap { integer($0.value, "max_wait_ms", range: 0...60_000) } ?? 50
-                model = PipelineDefinition.ModelStage(name: name, weights: weights, batch: batch, maxWait: Double(wait) / 1000)
+                var mode: SegmentationMode?
+                if let value = fields["mode"], let text = string(value.value, "mode") {
+                    let card = try? ModelRegistry.card(named: name)
+                    if let card, card.task != .semanticSegmentation {
+                        report(value.key, "model stage: 'mode' applies to segmentation models; \(name) does \(card.task.rawValue)")
+                    } else if text == "whole" {
+                        mode = .whole
+                    } else if text == "slide" {
+                        mode = nil
+                    } else {
+                        report(value.value, "'mode' must be whole or slide (the model's windows), got '\(text)'")
+                    }
+                }
+                model = PipelineDefinition.ModelStage(name: name, weights: weights, batch: batch, maxWait: Double(wait) / 1000,
+                                                      mode: mode)
             case "topk":
                 let fields = entries(mapping, allowed: ["topk"], context: "topk stage")
                 if let value = fields["topk"] {
@@ -388,6 +406,14 @@ private struct Validator {
                         postprocessing.minScore = Float(score)
                     } else {
                         report(value.value, "'threshold' must be a probability in 0...1, got \(score)")
+                    }
+                }
+            case "rle":
+                let fields = entries(mapping, allowed: ["rle"], context: "rle stage")
+                if let value = fields["rle"], let on = boolean(value.value, "rle") {
+                    postprocessing.rle = on
+                    if let model, let card = try? ModelRegistry.card(named: model.name), !card.task.makesMasks {
+                        report(value.key, "rle stage: needs a segmentation model; \(model.name) does \(card.task.rawValue)")
                     }
                 }
             default:

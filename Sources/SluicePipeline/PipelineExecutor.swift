@@ -205,6 +205,9 @@ struct PreparedFrame {
     let slot: Int
     let width: Int
     let height: Int
+    /// The size of the picture as decoded, before the model's resize: segmentation masks come back at it.
+    let sourceWidth: Int
+    let sourceHeight: Int
     /// The frame as decoded (before crop and normalisation), kept only when an overlay is drawn.
     let image: RGBImage?
 }
@@ -334,23 +337,33 @@ private final class FrameDecoder: @unchecked Sendable {
         }
     }
 
-    private func queue(_ prepared: RGBImage, item: Int, frameIndex: Int?, pts: Double?, original: RGBImage?) {
+    private func queue(_ prepared: RGBImage, item: Int, frameIndex: Int?, pts: Double?, source: RGBImage?,
+                       sourceSize: (width: Int, height: Int)) {
         let size = prepared.pixels.count
         let slot = slots.acquire(size: size)
         preparer.normalize(prepared, into: slots.buffer(slot, size: size))
         frames.push(.frame(PreparedFrame(item: item, frameIndex: frameIndex, pts: pts, slot: slot,
-                                         width: prepared.width, height: prepared.height, image: original)))
+                                         width: prepared.width, height: prepared.height,
+                                         sourceWidth: sourceSize.width, sourceHeight: sourceSize.height,
+                                         image: keepsImages ? source : nil)))
     }
 
     private func decodeImage(_ index: Int, path: String) {
-        let image: RGBImage
         do {
-            image = try preparer.load(path: path)
+            if preparer.input.fixedSide != nil {
+                let prepared = try preparer.load(path: path)
+                queue(prepared, item: index, frameIndex: nil, pts: nil, source: nil,
+                      sourceSize: (prepared.width, prepared.height))
+            } else {
+                // Dense prediction: the outputs come back at the picture's own size.
+                let picture = try preparer.decode(path: path)
+                queue(preparer.prepare(frame: picture), item: index, frameIndex: nil, pts: nil, source: picture,
+                      sourceSize: (picture.width, picture.height))
+            }
         } catch {
             frames.push(.end(item: index, error: "\(error)", cancelled: false))
             return
         }
-        queue(image, item: index, frameIndex: nil, pts: nil, original: nil)
         frames.push(.end(item: index, error: nil, cancelled: false))
     }
 
@@ -371,7 +384,7 @@ private final class FrameDecoder: @unchecked Sendable {
                 return
             }
             queue(preparer.prepare(frame: frame.image), item: index, frameIndex: frame.index, pts: frame.pts,
-                  original: keepsImages ? frame.image : nil)
+                  source: frame.image, sourceSize: (frame.image.width, frame.image.height))
         }
         frames.push(.end(item: index, error: reader.finalError.map { "\($0)" }, cancelled: false))
     }
@@ -479,7 +492,7 @@ private final class ModelStage: @unchecked Sendable {
                         && batch[end].height == batch[start].height { end += 1 }
                 let logits = segmenter.segment(input(batch[start..<end])).splitBatch()
                 for (row, frame) in batch[start..<end].enumerated() {
-                    let map = ClassMap(argmaxOf: logits[row])
+                    let map = ClassMap(argmaxOf: logits[row], width: frame.sourceWidth, height: frame.sourceHeight)
                     var record = record(frame)
                     record.mask = mapper.summary(of: map)
                     results.append(FrameResult(record: record, image: frame.image, mask: map))

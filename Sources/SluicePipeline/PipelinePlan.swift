@@ -14,7 +14,11 @@ public enum MediaKind: Sendable, Equatable {
 public struct Postprocessing: Sendable, Equatable {
     public var topK: Int
     public var minScore: Float?
-    public init(topK: Int, minScore: Float? = nil) { self.topK = topK; self.minScore = minScore }
+    /// Masks: add each class's COCO run-length encoding to the record.
+    public var rle: Bool
+    public init(topK: Int, minScore: Float? = nil, rle: Bool = false) {
+        self.topK = topK; self.minScore = minScore; self.rle = rle
+    }
 }
 
 /// A pipeline compiled against a loaded model: where frames come from, how each is prepared, which
@@ -35,7 +39,8 @@ public struct PipelinePlan: Sendable {
     public var model: Model
     public var media: MediaKind
     public var postprocessing: Postprocessing
-    /// Folder for overlay videos (video sources): each sampled frame with its top-1 label or mask.
+    /// Folder for overlays: an H.264 video per video source (each sampled frame with its top-1 label or
+    /// mask), a PNG per image.
     public var overlayFolder: String?
     /// Folder for mask images (segmentation outputs): one palette PNG per image or frame.
     public var maskFolder: String?
@@ -52,9 +57,6 @@ public struct PipelinePlan: Sendable {
         }
         if maskFolder != nil, case .classifier = model.loaded {
             throw PlanError.unsupported(model.name, "a classifier makes no masks for a mask sink")
-        }
-        if overlayFolder != nil, media == .image {
-            throw PlanError.unsupported(model.name, "overlay videos need a video source")
         }
     }
 
@@ -104,13 +106,15 @@ struct OutputMapper: Sendable {
     /// Each class present in the map with its pixel count and share, most pixels first (ties: lower
     /// index first).
     func summary(of map: ClassMap) -> MaskSummary {
-        var counts: [Int: Int] = [:]
-        for value in map.classes { counts[Int(value), default: 0] += 1 }
+        var histogram = [Int](repeating: 0, count: Int(map.classes.max() ?? 0) + 1)
+        for value in map.classes { histogram[Int(value)] += 1 }
         let total = max(1, map.classes.count)
-        let classes = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map {
-            MaskSummary.ClassArea(index: $0.key, label: labels.label($0.key), pixels: $0.value,
-                                  fraction: Double($0.value) / Double(total))
-        }
+        let encodings = postprocessing.rle ? CocoRLE.encodeAll(classes: map.classes, width: map.width, height: map.height) : [:]
+        let classes = histogram.enumerated().filter { $0.element > 0 }
+            .sorted { $0.element != $1.element ? $0.element > $1.element : $0.offset < $1.offset }.map {
+                MaskSummary.ClassArea(index: $0.offset, label: labels.label($0.offset), pixels: $0.element,
+                                      fraction: Double($0.element) / Double(total), rle: encodings[UInt16($0.offset)])
+            }
         return MaskSummary(width: map.width, height: map.height, classes: classes)
     }
 }

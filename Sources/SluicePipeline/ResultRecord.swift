@@ -17,8 +17,10 @@ public struct MaskSummary: Codable, Sendable, Equatable {
         public var label: String
         public var pixels: Int
         public var fraction: Double
-        public init(index: Int, label: String, pixels: Int, fraction: Double) {
-            self.index = index; self.label = label; self.pixels = pixels; self.fraction = fraction
+        /// The class's pixels as COCO RLE (`{"size": [h, w], "counts": "…"}`), when asked for.
+        public var rle: CocoRLE?
+        public init(index: Int, label: String, pixels: Int, fraction: Double, rle: CocoRLE? = nil) {
+            self.index = index; self.label = label; self.pixels = pixels; self.fraction = fraction; self.rle = rle
         }
     }
     public var width: Int
@@ -98,22 +100,43 @@ public final class JSONLinesSink: RecordSink {
     public func close() throws { if ownsHandle { try handle.close() } }
 }
 
+/// CSV: one row per record. Classification rows hold the top-k predictions (index, label, score);
+/// with `masks`, rows hold the mask's size and file, then its k largest classes (index, label, fraction).
 public final class CSVSink: RecordSink {
     private let handle: FileHandle
     private let topK: Int
+    private let masks: Bool
     private var wroteHeader = false
 
-    public init(handle: FileHandle, topK: Int) { self.handle = handle; self.topK = topK }
+    public init(handle: FileHandle, topK: Int, masks: Bool = false) { self.handle = handle; self.topK = topK; self.masks = masks }
 
     public func write(_ record: ResultRecord) throws {
         if !wroteHeader {
             var header = ["source", "frame_index", "pts", "model", "error"]
-            for rank in 1...max(topK, 1) { header += ["index_\(rank)", "label_\(rank)", "score_\(rank)"] }
+            if masks {
+                header += ["width", "height", "mask_file"]
+                for rank in 1...max(topK, 1) { header += ["class_\(rank)", "label_\(rank)", "fraction_\(rank)"] }
+            } else {
+                for rank in 1...max(topK, 1) { header += ["index_\(rank)", "label_\(rank)", "score_\(rank)"] }
+            }
             try emit(header)
             wroteHeader = true
         }
         var fields = [record.source, record.frameIndex.map(String.init) ?? "", record.pts.map { "\($0)" } ?? "",
                       record.model, record.error ?? ""]
+        if masks {
+            let mask = record.mask
+            fields += [mask.map { String($0.width) } ?? "", mask.map { String($0.height) } ?? "", mask?.file ?? ""]
+            for rank in 0..<max(topK, 1) {
+                if let classes = mask?.classes, rank < classes.count {
+                    fields += [String(classes[rank].index), classes[rank].label, String(classes[rank].fraction)]
+                } else {
+                    fields += ["", "", ""]
+                }
+            }
+            try emit(fields)
+            return
+        }
         for rank in 0..<max(topK, 1) {
             if let p = record.topK, rank < p.count {
                 fields += [String(p[rank].index), p[rank].label, String(p[rank].score)]
@@ -148,7 +171,7 @@ public final class TeeSink: RecordSink {
 
 public enum Sinks {
     /// A sink for `path` chosen by extension (.jsonl/.json/.ndjson or .csv); nil path means stdout JSONL.
-    public static func open(path: String?, topK: Int) throws -> RecordSink {
+    public static func open(path: String?, topK: Int, masks: Bool = false) throws -> RecordSink {
         guard let path else { return JSONLinesSink(handle: .standardOutput, ownsHandle: false) }
         let url = URL(fileURLWithPath: path)
         let csv: Bool
@@ -164,7 +187,7 @@ public enum Sinks {
             throw PipelineError.cannotWrite(path)
         }
         let handle = try FileHandle(forWritingTo: file.temporary)
-        return ReplacingSink(csv ? CSVSink(handle: handle, topK: topK) : JSONLinesSink(handle: handle, ownsHandle: true),
+        return ReplacingSink(csv ? CSVSink(handle: handle, topK: topK, masks: masks) : JSONLinesSink(handle: handle, ownsHandle: true),
                              file: file)
     }
 }

@@ -11,19 +11,38 @@ struct Benchmark: ParsableCommand {
     @Option(help: "Checkpoint (default: the imported weights).") var weights: String?
     @Option(help: "Images per forward pass.") var batch = 1
     @Option(help: "Minimum seconds to measure.") var seconds = 3.0
-    @Option(help: "Input side in pixels (default: the model's crop size).") var size: Int?
+    @Option(help: "Input side in pixels, or HxW (default: the model's crop size; 512 for segmenters).") var size: String?
+    @Option(name: .customLong("set"), help: "Segmenter setting KEY=VALUE[,KEY=VALUE] as for `infer` (mode=whole|slide, crop, stride).")
+    var settings: [String] = []
+    @Option(help: "Fewest timed passes.") var passes = 5
     @Flag(help: "Print each layer's median wall time inside the forward pass instead (one JSON line per layer; models that report layers only).")
     var layers = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         threadOptions.apply()
-        let (card, classifier) = try loadClassifier(model, weights: weights)
-        let side = size ?? card.input.image.fixedSide ?? 512
+        let (card, loaded) = try loadModel(model, weights: weights)
+        let side = card.input.image.fixedSide ?? 512
+        var (height, width) = (side, side)
+        if let size {
+            let parts = size.split(separator: "x").compactMap { Int($0) }
+            guard !parts.isEmpty, parts.count <= 2, parts.count == size.split(separator: "x").count, parts.allSatisfy({ $0 > 0 }) else {
+                throw CommandError("--size \(size): expected N or HxW")
+            }
+            (height, width) = (parts[0], parts.last!)
+        }
         // Seeded: reproducible input, and no getrandom system call per value (3M of them at 1024 px).
         var generator = SplitMix64(seed: 1)
-        let input = Tensor(shape: [batch, side, side, 3],
-                           data: (0..<(batch * side * side * 3)).map { _ in Float.random(in: -1...1, using: &generator) })
+        let input = Tensor(shape: [batch, height, width, 3],
+                           data: (0..<(batch * height * width * 3)).map { _ in Float.random(in: -1...1, using: &generator) })
+        if case .segmenter(let segmenter) = loaded {
+            guard var upernet = segmenter as? UperNet else { throw CommandError("\(model): no tensor-level inference") }
+            upernet.mode = try Infer.mode(settings, default: card.name, cardMode: upernet.mode)
+            try timeSegmenter(upernet, input: input)
+            return
+        }
+        guard let classifier = loaded.classifier else { throw CommandError("\(model) does \(card.task.rawValue); `benchmark` times classifiers and segmenters") }
+        guard settings.isEmpty else { throw CommandError("\(model) takes no --set options") }
         _ = classifier(input)  // warm-up
         if layers {
             guard let timed = classifier as? any LayerTimedClassifier else {
@@ -55,7 +74,25 @@ struct Benchmark: ParsableCommand {
         }
         let rate = Double(passes.count * batch) / elapsed
         print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"size\": %d, \"kind\": \"model\", \"images_per_s\": %.2f, \"ms_per_batch\": %.3f, \"images_per_s_median_pass\": %.2f}",
-                     Parallel.threads, batch, side, rate, 1000 * elapsed / Double(passes.count), 1000 * Double(batch) / median(passes)))
+                     Parallel.threads, batch, height, rate, 1000 * elapsed / Double(passes.count), 1000 * Double(batch) / median(passes)))
+    }
+
+    /// Times `segment` (one warm-up pass, then the median of the timed ones).
+    func timeSegmenter(_ segmenter: UperNet, input: Tensor) throws {
+        _ = segmenter.segment(input)
+        var times: [Double] = []
+        repeatPasses {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = segmenter.segment(input)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        let mode: String
+        switch segmenter.mode {
+        case .whole: mode = "whole"
+        case .slide(let ch, let cw, let sh, let sw): mode = "slide \(ch)x\(cw)/\(sh)x\(sw)"
+        }
+        print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"size\": \"%dx%d\", \"mode\": \"%@\", \"passes\": %d, \"ms_median\": %.1f}",
+                     Parallel.threads, input.shape[0], input.shape[1], input.shape[2], mode, times.count, median(times)))
     }
 
     /// Runs `pass` at least 5 times and for at least `seconds`; the seconds it took.
@@ -63,7 +100,7 @@ struct Benchmark: ParsableCommand {
     func repeatPasses(_ pass: () -> Void) -> Double {
         let start = Date()
         var count = 0
-        while count < 5 || Date().timeIntervalSince(start) < seconds {
+        while count < passes || Date().timeIntervalSince(start) < seconds {
             pass()
             count += 1
         }

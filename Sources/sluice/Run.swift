@@ -54,10 +54,18 @@ struct Run: ParsableCommand {
             log.info("\(error)")
             throw CommandError("\(resumed?.origin ?? pipeline): \(error.issues.count) problem(s)")
         }
+        try Self.runJob(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
+    }
+
+    /// Runs a parsed pipeline as a job of `store`: submits it (or resumes `resumed`, or the job with the
+    /// same pipeline and inputs), runs what is left, writes the sinks from the committed results.
+    static func runJob(_ definition: PipelineDefinition, text: String, origin pipeline: String, store: SQLiteJobQueue,
+                       resumed: Job?, fresh: Bool, strict: Bool) throws {
         let (card, loaded) = try loadModel(definition.model.name, weights: definition.model.weights)
         let plan: PipelinePlan
         do {
-            plan = try PipelinePlan(card: card, loaded: loaded, media: definition.source.media,
+            plan = try PipelinePlan(card: card, loaded: loaded.settingSegmentationMode(definition.model.mode),
+                                    media: definition.source.media,
                                     postprocessing: definition.postprocessing, overlayFolder: definition.overlay,
                                     maskFolder: definition.masks)
         } catch {
@@ -95,7 +103,7 @@ struct Run: ParsableCommand {
                                      observers: [ProgressBar(total: before.remaining, label: "items"), PipelineMetrics(model: card.name)],
                                      shouldStop: { interrupt.requested })
         let cancelled = summary.cancelled
-        try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK)
+        try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK, masks: card.task.makesMasks)
         let totals = try store.status(job: job.id)
         if summary.stopped {
             let how = cancelled ? "cancelled" : "interrupted"

@@ -249,7 +249,7 @@ enum HorNetRecipe {
         let name = key.split(separator: ".").last.map(String.init) ?? key
         if name == "gamma1" || name == "gamma2" { return (0, 0.5) }
         if name == "complex_weight" { return (0, 1) }
-        if name == "bias" { return (0, 0.2) }
+        if name == "bias" || name == "running_mean" { return (0, 0.2) }
         if shape.count == 1 { return (1, 0.25) }
         let fanIn = shape.dropFirst().reduce(1, *)
         return (0, (3.0 / Double(fanIn)).squareRoot())

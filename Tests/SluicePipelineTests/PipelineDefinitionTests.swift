@@ -58,9 +58,9 @@ final class PipelineDefinitionTests: XCTestCase {
             "p.yaml:2:9: source: missing 'images', 'list' or 'video'",
             "p.yaml:4:12: unknown model 'no_such_model' (known: \(ModelRegistry.names.joined(separator: ", ")))",
             "p.yaml:5:12: 'batch' must be an integer, got 'lots'",
-            "p.yaml:6:5: unknown stage 'blur' (allowed: model, topk, threshold)",
+            "p.yaml:6:5: unknown stage 'blur' (allowed: model, topk, threshold, rle)",
             "p.yaml:7:11: 'topk' must be in 1...1000, got 0",
-            "p.yaml:8:9: sink: unknown key 'parquet' (allowed: jsonl, csv, overlay, masks)",
+            "p.yaml:8:9: sink: unknown key 'parquet' (allowed: jsonl, csv, overlay, overlays, masks)",
             "p.yaml:8:7: sink: name at least one of jsonl, csv",
         ])
     }
@@ -135,8 +135,8 @@ final class PipelineDefinitionTests: XCTestCase {
         XCTAssertEqual(issues("""
             source: { images: a }
             stages: [{model: efficientnet_lite0}]
-            sink: {jsonl: o.jsonl, overlay: o}
-            """), ["p.yaml:3:24: sink: 'overlay' applies to a video source (overlay videos)"])
+            sink: {jsonl: o.jsonl, overlay: o, overlays: p}
+            """), ["p.yaml:3:24: sink: give 'overlays' once (overlay is the same sink)"])
         XCTAssertEqual(issues("""
             source: { images: a }
             stages: [{model: efficientnet_lite0}]
