@@ -48,9 +48,10 @@ struct ConvModule: Sendable {
         let raw = Conv2d(torchWeight: module.scope("conv")("weight", [outChannels, inChannels, kernel, kernel]), bias: nil,
                          padding: .symmetric(kernel / 2))
         let bn = module.scope("bn")
+        // 3x3 layers (the FPN and bottleneck convs, most of the head's work) run as Winograd F(2x2, 3x3).
         conv = raw.folding(BatchNorm(weight: bn("weight", [outChannels]), bias: bn("bias", [outChannels]),
                                      runningMean: bn("running_mean", [outChannels]),
-                                     runningVar: bn("running_var", [outChannels]), eps: 1e-5))
+                                     runningVar: bn("running_var", [outChannels]), eps: 1e-5)).usingWinograd()
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor { conv(x, activation: .relu) }

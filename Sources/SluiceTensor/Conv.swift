@@ -69,6 +69,8 @@ public struct Conv2d: Sendable {
     public let padding: Padding2D?
     public private(set) var weight: Tensor
     public private(set) var bias: Tensor?
+    /// The weights transformed for Winograd F(2x2, 3x3), when `usingWinograd()` prepared them.
+    public private(set) var winograd: Winograd3x3?
 
     public var isDepthwise: Bool { groups == inChannels && groups == outChannels && groups > 1 }
 
@@ -112,7 +114,22 @@ public struct Conv2d: Sendable {
         var newBias = [Float](repeating: 0, count: outChannels)
         for c in 0..<outChannels { newBias[c] = (bias?.data[c] ?? 0) * scale[c] + shift[c] }
         folded.bias = Tensor(shape: [outChannels], data: newBias)
+        folded.winograd = winograd == nil ? nil : Winograd3x3(ohwi: folded.weight)
         return folded
+    }
+
+    /// Whether Winograd F(2x2, 3x3) applies: a dense 3x3, stride 1, undilated, padding 1 convolution.
+    public var allowsWinograd: Bool {
+        kernel == (3, 3) && stride == (1, 1) && dilation == (1, 1) && groups == 1 && padding == .symmetric(1)
+    }
+
+    /// This convolution computed by Winograd F(2x2, 3x3) (weights transformed now, once), where it
+    /// applies; otherwise unchanged. Worth it for wide layers (2.25x fewer multiply-adds than im2col).
+    public func usingWinograd() -> Conv2d {
+        guard allowsWinograd else { return self }
+        var copy = self
+        copy.winograd = Winograd3x3(ohwi: weight)
+        return copy
     }
 
     public func padding(forHeight h: Int, width w: Int) -> Padding2D {
@@ -139,7 +156,12 @@ public struct Conv2d: Sendable {
         return Tensor(uninitialized: [n, oh, ow, outChannels]) { out in
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
-                    if isDepthwise {
+                    if let winograd {
+                        withOptionalPointer(bias?.data) { bp in
+                            winograd.apply(batch: n, height: h, width: w, input: xp.baseAddress!, bias: bp,
+                                           activation: activation, output: out.baseAddress!)
+                        }
+                    } else if isDepthwise {
                         ConvKernels.depthwise(geometry, input: xp.baseAddress!, weight: wp.baseAddress!,
                                               bias: bias?.data, activation: activation, output: out.baseAddress!)
                     } else {
