@@ -58,7 +58,7 @@ if len(sys.argv) < 2 or sys.argv[1] == "cases":
     # Fixtures: one thread everywhere (torch and the BLAS it calls) so that a rerun is byte-identical.
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = "1"
-elif len(sys.argv) > 4 and sys.argv[1] == "bench":
+elif len(sys.argv) > 4 and sys.argv[1] in ("bench", "bench-onnx"):
     # The BLAS that nn.Linear calls has its own thread pool, read from the environment at load time.
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = sys.argv[4]
@@ -616,6 +616,62 @@ def bench(name, weights, threads, size, mode, seconds):
           % (torch.__version__, threads, h, w, mode, 1000 * float(np.median(times)), len(times)), flush=True)
 
 
+def bench_onnx(name, weights, threads, size, mode, seconds):
+    """As `bench`, with each window's encode_decode exported to ONNX (cached under .work/bench/) and run by
+    onnxruntime (intra-op threads THREADS, sequential); the slide driver stays in numpy."""
+    import onnxruntime as ort
+    torch.set_num_threads(threads)
+    h, w = (int(v) for v in size.lower().split("x"))
+    backbone, head, crop, stride = official_config(name)
+    sd = load_weights(weights)
+    if not any(k.startswith("auxiliary_head.") for k in sd):
+        head = dict(head, aux_channels=0)
+    model = build(backbone, head)
+    model.load_state_dict(sd, strict=True)
+    windows = slide_windows(h, w, crop, stride) if mode == "slide" else [(0, h, 0, w)]
+    wh, ww = windows[0][1] - windows[0][0], windows[0][3] - windows[0][2]
+    path = os.path.join(ROOT, ".work", "bench", "%s-%dx%d.onnx" % (name, wh, ww))
+    if not os.path.exists(path):
+        class Window(nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x):
+                return self.m.encode_decode(x)
+        with torch.no_grad():
+            torch.onnx.export(Window(model), torch.zeros(1, 3, wh, ww), path, opset_version=18, dynamo=True,
+                              input_names=["x"], output_names=["logits"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    x = hornet.recipe_input([1, 3, h, w]).numpy()
+
+    def run():
+        preds, count = None, np.zeros((1, 1, h, w), np.float32)
+        for y1, y2, x1, x2 in windows:
+            logits = session.run(None, {"x": np.ascontiguousarray(x[:, :, y1:y2, x1:x2])})[0]
+            if preds is None:
+                preds = np.zeros((1, logits.shape[1], h, w), np.float32)
+            preds[:, :, y1:y2, x1:x2] += logits
+            count[:, :, y1:y2, x1:x2] += 1
+        return preds / count
+    with torch.no_grad():
+        expected = model.inference(torch.from_numpy(x), mode, crop, stride).numpy()
+    got = run()
+    error = float(np.abs(got - expected).max() / np.abs(expected).max())
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    print("onnxruntime %s threads %d size %dx%d mode %s: median %.1f ms over %d runs (max relative error vs torch %.1e)"
+          % (ort.__version__, threads, h, w, mode, 1000 * float(np.median(times)), len(times), error), flush=True)
+
+
 def check_official(path):
     """Import the official segmentation hornet.py with stand-ins and compare it to HorNetSeg."""
     if os.path.isdir(path):
@@ -707,6 +763,8 @@ if __name__ == "__main__":
         infer(args[1:])
     elif args and args[0] == "bench":
         bench(args[1], args[2], int(args[3]), args[4], args[5], float(args[6]))
+    elif args and args[0] == "bench-onnx":
+        bench_onnx(args[1], args[2], int(args[3]), args[4], args[5], float(args[6]))
     elif args and args[0] == "check-official":
         check_official(args[1])
     elif args and args[0] == "cases":
