@@ -120,7 +120,7 @@ extension PipelineDefinition {
         do {
             root = try Yams.compose(yaml: text)
         } catch let error as YamlError {
-            throw PipelineValidationError(issues: [validator.issue(for: error)])
+            throw PipelineValidationError(issues: [validator.issue(for: error, text: text)])
         }
         guard let root, let mapping = root.mapping else {
             throw PipelineValidationError(issues: [validator.at(root, "a pipeline is a mapping with keys source, stages, sink")])
@@ -143,8 +143,18 @@ private struct Validator {
         PipelineIssue(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, message: message)
     }
 
-    func issue(for error: YamlError) -> PipelineIssue {
+    func issue(for error: YamlError, text: String) -> PipelineIssue {
         switch error {
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            // Yams points at the mapping; a user wants the line that repeats the key.
+            let key = duplicates.sorted().first ?? "?"
+            let places = Self.keyPlaces(key, in: text, from: context.mark.line)
+            if places.count >= 2 {
+                return PipelineIssue(file: file, line: places[1].line, column: places[1].column,
+                                     message: "duplicate key '\(key)' (first at line \(places[0].line))")
+            }
+            return PipelineIssue(file: file, line: context.mark.line, column: context.mark.column,
+                                 message: "duplicate key '\(key)' in this mapping")
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
             let what = [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: " ")
             return PipelineIssue(file: file, line: mark.line, column: mark.column, message: "invalid YAML: \(what)")
@@ -154,6 +164,30 @@ private struct Validator {
     }
 
     mutating func report(_ node: Node?, _ message: String) { issues.append(at(node, message)) }
+
+    /// Where `key` appears as a mapping key (`key:` after the line's indent, a `- `, `{` or `,`), from
+    /// line `firstLine` on: 1-based lines and columns.
+    static func keyPlaces(_ key: String, in text: String, from firstLine: Int) -> [(line: Int, column: Int)] {
+        var places: [(line: Int, column: Int)] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where index + 1 >= firstLine {
+            let characters = Array(line)
+            let target = Array(key)
+            var i = 0
+            while i + target.count <= characters.count {
+                let before = i == 0 ? " " : characters[i - 1]
+                if (before == " " || before == "{" || before == "," || before == "-" || before == "\t"),
+                   Array(characters[i..<(i + target.count)]) == target {
+                    var j = i + target.count
+                    while j < characters.count && characters[j] == " " { j += 1 }
+                    if j < characters.count && characters[j] == ":" {
+                        places.append((index + 1, i + 1))
+                    }
+                }
+                i += 1
+            }
+        }
+        return places
+    }
 
     /// Reports keys outside `allowed` and returns the mapping's entries by key.
     mutating func entries(_ mapping: Node.Mapping, allowed: [String], context: String) -> [String: (key: Node, value: Node)] {

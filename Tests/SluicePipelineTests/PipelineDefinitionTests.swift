@@ -137,6 +137,20 @@ final class PipelineDefinitionTests: XCTestCase {
             stages: [{model: efficientnet_lite0}]
             sink: {jsonl: o.jsonl, overlay: o, overlays: p}
             """), ["p.yaml:3:24: sink: give 'overlays' once (overlay is the same sink)"])
+        // A repeated key: one line at the repeat, naming the first (not Yams' multi-line message).
+        XCTAssertEqual(issues("""
+            name: a
+            source: { images: a }
+            name: b
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl}
+            """), ["p.yaml:3:1: duplicate key 'name' (first at line 1)"])
+        XCTAssertEqual(issues("""
+            source: { images: a, images: b }
+            stages: [{model: efficientnet_lite0}]
+            sink: {jsonl: o.jsonl}
+            """), ["p.yaml:1:22: duplicate key 'images' (first at line 1)"])
+        XCTAssertEqual(issues(""), ["p.yaml:1:1: a pipeline is a mapping with keys source, stages, sink"])
         XCTAssertEqual(issues("""
             source: { images: a }
             stages: [{model: efficientnet_lite0}]
