@@ -103,8 +103,7 @@ final class CommandLineTests: XCTestCase {
         let ffprobe = Process()
         ffprobe.executableURL = URL(fileURLWithPath: "/usr/bin/ffprobe")
         guard FileManager.default.isExecutableFile(atPath: ffprobe.executableURL!.path) else {
-            if ProcessInfo.processInfo.environment["SLUICE_REQUIRE_FIXTURES"] == "1" { XCTFail("ffprobe is missing") }
-            throw XCTSkip("ffprobe is not installed (scripts/setup installs ffmpeg)")
+            throw TestResources.missing("ffprobe is not installed (scripts/setup installs ffmpeg)")
         }
         ffprobe.arguments = ["-v", "error", "-count_frames", "-select_streams", "v:0",
                              "-show_entries", "stream=width,height,nb_read_frames", "-of", "csv=p=0", video]

@@ -1,5 +1,5 @@
-// Shared helpers for the video tests: the shared media folder (../shared/media from the repo root, skipped
-// when absent), videos.json, and clips generated with the ffmpeg CLI into a temporary folder.
+// Shared helpers for the video tests: the bundled edge-case clips, the shared media folder (../shared/media
+// from the repo root, skipped when absent), videos.json, and clips generated with the ffmpeg CLI into a temporary folder.
 
 import Foundation
 import XCTest
@@ -14,13 +14,19 @@ enum VideoMedia {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root.appendingPathComponent("video").path, isDirectory: &isDirectory),
               isDirectory.boolValue else {
-            throw XCTSkip("shared test media not found at \(root.path) (../shared/media from the repo root)")
+            throw TestResources.missing("shared test media not found at \(root.path) (../shared/media from the repo root)")
         }
         return root
     }
 
+    /// The small edge-case clips (rotated, corrupt, empty) live in the repository (Fixtures/video, with
+    /// their provenance), so a fresh clone tests them; the rest come from the shared folder.
+    static let bundled = TestResources.repository.appendingPathComponent("Tests/SluiceMediaTests/Fixtures")
+
     static func file(_ relative: String) throws -> String {
-        try folder().appendingPathComponent(relative).path
+        let local = bundled.appendingPathComponent(relative)
+        if FileManager.default.fileExists(atPath: local.path) { return local.path }
+        return try folder().appendingPathComponent(relative).path
     }
 
     struct Entry: Decodable {
@@ -53,7 +59,7 @@ enum VideoMedia {
 func runTool(_ tool: String, _ arguments: [String], allowFailure: Bool = false) throws -> Data {
     let candidates = ["/usr/bin/\(tool)", "/usr/local/bin/\(tool)"]
     guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        throw XCTSkip("\(tool) CLI not installed")
+        throw TestResources.missing("\(tool) CLI not installed (scripts/setup installs ffmpeg)")
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)

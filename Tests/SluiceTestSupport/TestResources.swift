@@ -21,6 +21,18 @@ public enum TestResources {
     }
 }
 
+extension TestResources {
+    /// A skip for test data or a tool that is not here: a user's clone without ../shared skips (and
+    /// `scripts/test` lists the skips at the end); under SLUICE_REQUIRE_FIXTURES=1, as `.ci/run` runs, it
+    /// fails instead.
+    public static func missing(_ reason: String, file: StaticString = #filePath, line: UInt = #line) -> XCTSkip {
+        if ProcessInfo.processInfo.environment["SLUICE_REQUIRE_FIXTURES"] == "1" {
+            XCTFail("\(reason) (SLUICE_REQUIRE_FIXTURES=1)", file: file, line: line)
+        }
+        return XCTSkip(reason)
+    }
+}
+
 /// Runs the `sluice` binary built beside the test bundle.
 public enum SluiceCLI {
     /// The executable of the same build (on Linux the bundle URL is the products folder; elsewhere it
