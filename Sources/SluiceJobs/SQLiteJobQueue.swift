@@ -31,7 +31,22 @@ public final class SQLiteJobQueue: JobQueue {
     public convenience init(path: String, now: @escaping @Sendable () -> Date = { Date() }) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
-        try self.init(database: try DatabasePool(path: path, configuration: Self.configuration), now: now)
+        try self.init(database: try Self.openPool(path: path), now: now)
+    }
+
+    /// Opens the pool, retrying while another process is opening the same new file: switching it to WAL
+    /// (`PRAGMA journal_mode = WAL`) takes an exclusive lock that SQLite's busy timeout does not wait for,
+    /// so two runs started together would otherwise see "database is locked".
+    static func openPool(path: String) throws -> DatabasePool {
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+                if Date() >= deadline { throw error }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
     }
 
     public static var configuration: Configuration {

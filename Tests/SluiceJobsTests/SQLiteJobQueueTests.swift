@@ -14,6 +14,20 @@ final class SQLiteJobQueueTests: XCTestCase {
         return folder.appendingPathComponent("jobs.sqlite").path
     }
 
+    /// Two runs started together open a store file that does not exist yet: both must open it (switching a
+    /// new file to WAL takes a lock SQLite's busy timeout does not wait for; two `sluice run` failed with
+    /// "database is locked" about one time in seven before the retry).
+    func testStoresOpenedTogetherOnANewFileAllOpen() throws {
+        for _ in 0..<30 {
+            let path = temporaryStore()
+            let failures = UnsafeSendableBox()
+            DispatchQueue.concurrentPerform(iterations: 4) { _ in
+                do { _ = try SQLiteJobQueue(path: path).jobs() } catch { failures.add("\(error)") }
+            }
+            XCTAssertEqual(failures.values, [])
+        }
+    }
+
     /// Runs `check` against each way of opening the queue (a failure's store is the one named last
     /// before it in the log).
     func forEachStore(_ check: (JobQueueConformance) throws -> Void) throws {
@@ -119,4 +133,12 @@ final class SQLiteJobQueueTests: XCTestCase {
         XCTAssertEqual(exported.map(\.source), sources)
         XCTAssertEqual(try queue.status(job: id), JobStatus(total: 4, done: 3, failed: 1))
     }
+}
+
+/// Errors collected from concurrent threads.
+final class UnsafeSendableBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var collected: [String] = []
+    func add(_ value: String) { lock.lock(); collected.append(value); lock.unlock() }
+    var values: [String] { lock.lock(); defer { lock.unlock() }; return collected }
 }
