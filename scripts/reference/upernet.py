@@ -37,6 +37,11 @@ Run with Debian's interpreter, which has torch:
     /usr/bin/python3 scripts/reference/upernet.py bench NAME WEIGHTS THREADS HxW MODE SECONDS
         prints: torch <version> threads <T> size <H>x<W> mode <M>: median <X> ms over <N> runs
         (HxW is height x width, e.g. 512x512 or 512x2048; slide uses the official crop/stride of NAME)
+    .work/venv-bench/bin/python scripts/reference/upernet.py bench-onnx NAME WEIGHTS THREADS HxW MODE SECONDS
+        prints: onnxruntime <version> threads <T> size <H>x<W> mode <M>: median <X> ms over <N> runs (...)
+        each window's encode_decode exported once to ONNX (torch >= 2.5 dynamo exporter, opset 18; cached in
+        .work/bench/NAME-HxW.onnx) and run by onnxruntime; needs the venv of scripts/bench/setup-venv
+        (`bench` runs under it too, with pip's torch 2.x)
     /usr/bin/python3 scripts/reference/upernet.py check-official PATH
         PATH: the official semantic_segmentation/models/hornet.py, or a git dir of raoyongming/HorNet;
         imports it with stand-ins for mmseg/mmcv_custom/timm and compares keys, shapes and outputs.
@@ -617,9 +622,23 @@ def bench(name, weights, threads, size, mode, seconds):
 
 
 def bench_onnx(name, weights, threads, size, mode, seconds):
-    """As `bench`, with each window's encode_decode exported to ONNX (cached under .work/bench/) and run by
-    onnxruntime (intra-op threads THREADS, sequential); the slide driver stays in numpy."""
-    import onnxruntime as ort
+    """As `bench`, with each window's encode_decode (backbone, decode head, resize to the window) exported to
+    ONNX once and run by onnxruntime (intra-op threads THREADS, inter-op 1, sequential); the slide driver is
+    numpy. The export is static-shaped (the GF filters are resized to each stage's grid at trace time), cached
+    as .work/bench/NAME-HxW.onnx (+ .onnx.data) for the window size, and redone when WEIGHTS is newer.
+    Needs torch >= 2.5 (the torch.export-based exporter, `dynamo=True`, onnxscript) and onnxruntime:
+    scripts/bench/setup-venv, then .work/venv-bench/bin/python. The legacy TorchScript exporter
+    (dynamo=False, any opset, and torch 1.13's) rejects the GF variants: "Exporting the operator
+    'aten::fft_rfft2' to ONNX opset version 17 is not supported"; the dynamo exporter (opset 18) maps
+    torch.fft.rfft2/irfft2 to ONNX DFT (opset >= 17), so 7x7 and GF both export."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        sys.exit("bench-onnx: onnxruntime is not installed for %s; run scripts/bench/setup-venv and use "
+                 ".work/venv-bench/bin/python" % sys.executable)
+    if "dynamo" not in torch.onnx.export.__code__.co_varnames:
+        sys.exit("bench-onnx: torch %s has no torch.export-based ONNX exporter (torch.onnx.export(dynamo=True), "
+                 "torch >= 2.5); use .work/venv-bench/bin/python" % torch.__version__)
     torch.set_num_threads(threads)
     h, w = (int(v) for v in size.lower().split("x"))
     backbone, head, crop, stride = official_config(name)
@@ -630,8 +649,10 @@ def bench_onnx(name, weights, threads, size, mode, seconds):
     model.load_state_dict(sd, strict=True)
     windows = slide_windows(h, w, crop, stride) if mode == "slide" else [(0, h, 0, w)]
     wh, ww = windows[0][1] - windows[0][0], windows[0][3] - windows[0][2]
-    path = os.path.join(ROOT, ".work", "bench", "%s-%dx%d.onnx" % (name, wh, ww))
-    if not os.path.exists(path):
+    cache = os.path.join(ROOT, ".work", "bench")
+    base = "%s-%dx%d.onnx" % (name, wh, ww)
+    path = os.path.join(cache, base)
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(weights):
         class Window(nn.Module):
             def __init__(self, m):
                 super().__init__()
@@ -639,9 +660,22 @@ def bench_onnx(name, weights, threads, size, mode, seconds):
 
             def forward(self, x):
                 return self.m.encode_decode(x)
-        with torch.no_grad():
-            torch.onnx.export(Window(model), torch.zeros(1, 3, wh, ww), path, opset_version=18, dynamo=True,
-                              input_names=["x"], output_names=["logits"])
+        os.makedirs(cache, exist_ok=True)
+        start = time.perf_counter()
+        # Exported into a scratch folder, then moved (data file first): the .onnx names its external data
+        # file by base name, and a killed export leaves no half-written cache entry.
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            try:
+                with torch.no_grad(), redirect_stdout(sys.stderr):      # the exporter's progress lines
+                    torch.onnx.export(Window(model), (torch.zeros(1, 3, wh, ww),), os.path.join(tmp, base),
+                                      opset_version=18, dynamo=True, input_names=["x"], output_names=["logits"])
+            except Exception as e:
+                sys.exit("bench-onnx: torch %s could not export %s (%dx%d window) to ONNX opset 18 with the "
+                         "dynamo exporter: %s: %s" % (torch.__version__, name, wh, ww, type(e).__name__,
+                                                      str(e).strip().splitlines()[0] if str(e).strip() else ""))
+            for f in sorted(os.listdir(tmp), key=lambda f: f == base):
+                os.replace(os.path.join(tmp, f), os.path.join(cache, f))
+        print("exported %s in %.0f s" % (path, time.perf_counter() - start), file=sys.stderr, flush=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -649,27 +683,37 @@ def bench_onnx(name, weights, threads, size, mode, seconds):
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     x = hornet.recipe_input([1, 3, h, w]).numpy()
 
+    def window(y1, y2, x1, x2):
+        return session.run(None, {"x": np.ascontiguousarray(x[:, :, y1:y2, x1:x2])})[0]
+
     def run():
         preds, count = None, np.zeros((1, 1, h, w), np.float32)
         for y1, y2, x1, x2 in windows:
-            logits = session.run(None, {"x": np.ascontiguousarray(x[:, :, y1:y2, x1:x2])})[0]
+            logits = window(y1, y2, x1, x2)
             if preds is None:
                 preds = np.zeros((1, logits.shape[1], h, w), np.float32)
             preds[:, :, y1:y2, x1:x2] += logits
             count[:, :, y1:y2, x1:x2] += 1
         return preds / count
+    # Check (and warm up) on the first window: onnxruntime's logits against torch's encode_decode.
+    y1, y2, x1, x2 = windows[0]
     with torch.no_grad():
-        expected = model.inference(torch.from_numpy(x), mode, crop, stride).numpy()
-    got = run()
+        expected = model.encode_decode(torch.from_numpy(np.ascontiguousarray(x[:, :, y1:y2, x1:x2]))).numpy()
+    got = window(y1, y2, x1, x2)
     error = float(np.abs(got - expected).max() / np.abs(expected).max())
+    if not error < 1e-3:
+        sys.exit("bench-onnx: onnxruntime's logits differ from torch's by %.2e (relative to max |logit|); a stale "
+                 "%s? delete it and rerun" % (error, path))
+    run()                                               # warm-up of the whole driver
     times = []
     start = time.perf_counter()
     while len(times) < 3 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    print("onnxruntime %s threads %d size %dx%d mode %s: median %.1f ms over %d runs (max relative error vs torch %.1e)"
-          % (ort.__version__, threads, h, w, mode, 1000 * float(np.median(times)), len(times), error), flush=True)
+    print("onnxruntime %s threads %d size %dx%d mode %s: median %.1f ms over %d runs (window logits vs torch: "
+          "max relative error %.1e)" % (ort.__version__, threads, h, w, mode, 1000 * float(np.median(times)),
+                                         len(times), error), flush=True)
 
 
 def check_official(path):
