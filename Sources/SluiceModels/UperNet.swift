@@ -44,6 +44,13 @@ public enum SegmentationMode: Sendable, Equatable {
 struct ConvModule: Sendable {
     let conv: Conv2d
 
+    /// Reads the module's weights without building it (a head that is checked but never run).
+    static func check(_ module: WeightReader, in inChannels: Int, out outChannels: Int, kernel: Int) {
+        _ = module.scope("conv")("weight", [outChannels, inChannels, kernel, kernel])
+        let bn = module.scope("bn")
+        for key in ["weight", "bias", "running_mean", "running_var"] { _ = bn(key, [outChannels]) }
+    }
+
     init(_ module: WeightReader, in inChannels: Int, out outChannels: Int, kernel: Int) {
         let raw = Conv2d(torchWeight: module.scope("conv")("weight", [outChannels, inChannels, kernel, kernel]), bias: nil,
                          padding: .symmetric(kernel / 2))
@@ -134,8 +141,8 @@ public struct UperNet: ImageSegmenter {
         decodeHead = UPerHead(weights.scope("decode_head"), inChannels: backbone.stageChannels, configuration: config)
         if weights.contains(module: "auxiliary_head") {
             let aux = weights.scope("auxiliary_head")
-            _ = ConvModule(aux.scope("convs.0"), in: backbone.stageChannels[config.auxiliaryIndex],
-                           out: config.auxiliaryChannels, kernel: 3)
+            ConvModule.check(aux.scope("convs.0"), in: backbone.stageChannels[config.auxiliaryIndex],
+                             out: config.auxiliaryChannels, kernel: 3)
             _ = aux.scope("conv_seg")("weight", [config.numClasses, config.auxiliaryChannels, 1, 1])
             _ = aux.scope("conv_seg")("bias", [config.numClasses])
         }

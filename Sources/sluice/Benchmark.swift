@@ -37,7 +37,7 @@ struct Benchmark: ParsableCommand {
                            data: (0..<(batch * height * width * 3)).map { _ in Float.random(in: -1...1, using: &generator) })
         if case .segmenter(let segmenter) = loaded {
             guard var upernet = segmenter as? UperNet else { throw CommandError("\(model): no tensor-level inference") }
-            upernet.mode = try Infer.mode(settings, default: card.name, cardMode: upernet.mode)
+            upernet.mode = try Infer.mode(settings, cardMode: upernet.mode)
             try timeSegmenter(upernet, input: input)
             return
         }

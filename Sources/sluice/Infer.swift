@@ -41,7 +41,7 @@ struct Infer: ParsableCommand {
             result = classifier(x.nchwToNHWC())
         case .segmenter(let segmenter):
             guard var upernet = segmenter as? UperNet else { throw CommandError("\(model): no tensor-level inference") }
-            upernet.mode = try Self.mode(settings, default: card.name, cardMode: upernet.mode)
+            upernet.mode = try Self.mode(settings, cardMode: upernet.mode)
             guard x.shape[2] >= UperNet.minimumSide, x.shape[3] >= UperNet.minimumSide else {
                 throw CommandError("\(path): \(model) needs sides of at least \(UperNet.minimumSide) pixels, got \(x.shape[2])x\(x.shape[3])")
             }
@@ -58,7 +58,7 @@ struct Infer: ParsableCommand {
 
     /// The segmentation mode that `--set` asks for: whole unless mode=slide; crop and stride default to
     /// the card's slide setting.
-    static func mode(_ settings: [String], default model: String, cardMode: SegmentationMode) throws -> SegmentationMode {
+    static func mode(_ settings: [String], cardMode: SegmentationMode) throws -> SegmentationMode {
         var values: [String: String] = [:]
         for pair in settings.flatMap({ $0.split(separator: ",") }) {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)

@@ -9,26 +9,8 @@ extension PipelineRunTests {
     /// Ctrl-C: no new item starts, the items in flight are committed, the sinks are written, exit 130;
     /// running the same command again finishes the job with every record once.
     func testCtrlCStopsARunWithExit130AndKeepsWhatItCommitted() throws {
-        let weights = try TestResources.lite0Weights().path
         let root = try scratch()
-        try linkPhotos(300, into: root.appendingPathComponent("images"))
-        let pipeline = root.appendingPathComponent("interrupt.yaml")
-        try """
-            name: interrupt-me
-            source: { images: images }
-            stages: [{ model: efficientnet_lite0, weights: \(weights), batch: 4 }]
-            sink: { jsonl: out/interrupt.jsonl }
-            """.write(to: pipeline, atomically: true, encoding: .utf8)
-        let home = root.appendingPathComponent("home")
-        let run = try SluiceCLI.start(["run", pipeline.path], home: home, log: root.appendingPathComponent("run.log"))
-        let store = try SQLiteJobQueue(path: home.appendingPathComponent("jobs.sqlite").path)
-        var job: Job?
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            if let found = try? store.jobs().first, (try? store.status(job: found.id).done) ?? 0 > 0 { job = found; break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        let id = try XCTUnwrap(job?.id, "the run committed nothing within 60 s")
+        let (run, pipeline, home, store, id) = try startRunAndWaitForItsFirstCommit("interrupt", in: root)
         run.interrupt()   // SIGINT, as Ctrl-C sends it
         run.waitUntilExit()
         let log = try String(contentsOf: root.appendingPathComponent("run.log"), encoding: .utf8)

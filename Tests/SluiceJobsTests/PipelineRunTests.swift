@@ -146,21 +146,21 @@ final class PipelineRunTests: XCTestCase {
         XCTAssertEqual(strict.status, 2, strict.output)
     }
 
-    func testCancelStopsARunningJobAndRunningItAgainFinishesIt() throws {
+    /// A started run (log in `root/run.log`) of a job NAME over 300 photos, batches of 4, writing
+    /// `root/out/NAME.jsonl`, once it has committed its first records; its pipeline file, store and job id.
+    func startRunAndWaitForItsFirstCommit(_ name: String, in root: URL) throws
+        -> (run: Process, pipeline: URL, home: URL, store: SQLiteJobQueue, id: String) {
         let weights = try TestResources.lite0Weights().path
-        let root = try scratch()
         try linkPhotos(300, into: root.appendingPathComponent("images"))
-        let pipeline = root.appendingPathComponent("cancel.yaml")
+        let pipeline = root.appendingPathComponent("\(name).yaml")
         try """
-            name: cancel-me
+            name: \(name)-me
             source: { images: images }
             stages: [{ model: efficientnet_lite0, weights: \(weights), batch: 4 }]
-            sink: { jsonl: out/cancel.jsonl }
+            sink: { jsonl: out/\(name).jsonl }
             """.write(to: pipeline, atomically: true, encoding: .utf8)
         let home = root.appendingPathComponent("home")
         let run = try SluiceCLI.start(["run", pipeline.path], home: home, log: root.appendingPathComponent("run.log"))
-
-        // Wait for the first commits, then cancel from another process.
         let store = try SQLiteJobQueue(path: home.appendingPathComponent("jobs.sqlite").path)
         var job: Job?
         let deadline = Date().addingTimeInterval(60)
@@ -169,6 +169,13 @@ final class PipelineRunTests: XCTestCase {
             Thread.sleep(forTimeInterval: 0.05)
         }
         let id = try XCTUnwrap(job?.id, "the run committed nothing within 60 s")
+        return (run, pipeline, home, store, id)
+    }
+
+    func testCancelStopsARunningJobAndRunningItAgainFinishesIt() throws {
+        let root = try scratch()
+        // Wait for the first commits, then cancel from another process.
+        let (run, pipeline, home, store, id) = try startRunAndWaitForItsFirstCommit("cancel", in: root)
         let cancel = try SluiceCLI.run(["jobs", "cancel", id], home: home)
         XCTAssertEqual(cancel.status, 0, cancel.output)
         run.waitUntilExit()

@@ -599,15 +599,22 @@ def infer(argv):
     print("wrote %s %s" % (a.output, tuple(logits.shape)))
 
 
-def bench(name, weights, threads, size, mode, seconds):
-    torch.set_num_threads(threads)
-    h, w = (int(v) for v in size.lower().split("x"))
+def bench_model(name, weights):
+    """The official model NAME with WEIGHTS loaded strictly (no auxiliary head if the file has none), and its
+    slide crop and stride."""
     backbone, head, crop, stride = official_config(name)
     sd = load_weights(weights)
     if not any(k.startswith("auxiliary_head.") for k in sd):
         head = dict(head, aux_channels=0)
     model = build(backbone, head)
     model.load_state_dict(sd, strict=True)
+    return model, crop, stride
+
+
+def bench(name, weights, threads, size, mode, seconds):
+    torch.set_num_threads(threads)
+    h, w = (int(v) for v in size.lower().split("x"))
+    model, crop, stride = bench_model(name, weights)
     x = hornet.recipe_input([1, 3, h, w])
     times = []
     with torch.no_grad():
@@ -641,12 +648,7 @@ def bench_onnx(name, weights, threads, size, mode, seconds):
                  "torch >= 2.5); use .work/venv-bench/bin/python" % torch.__version__)
     torch.set_num_threads(threads)
     h, w = (int(v) for v in size.lower().split("x"))
-    backbone, head, crop, stride = official_config(name)
-    sd = load_weights(weights)
-    if not any(k.startswith("auxiliary_head.") for k in sd):
-        head = dict(head, aux_channels=0)
-    model = build(backbone, head)
-    model.load_state_dict(sd, strict=True)
+    model, crop, stride = bench_model(name, weights)
     windows = slide_windows(h, w, crop, stride) if mode == "slide" else [(0, h, 0, w)]
     wh, ww = windows[0][1] - windows[0][0], windows[0][3] - windows[0][2]
     cache = os.path.join(ROOT, ".work", "bench")
