@@ -87,8 +87,8 @@ final class PipelineRunTests: XCTestCase {
     }
 
     func testCorruptEmptyAndUnreadableFilesAreRecordedAndTheRunFinishes() throws {
-        let weights = try TestResources.lite0Weights().path
         let root = try scratch()
+        let weights = try TestResources.lite0Weights(readableByAnyoneIn: root).path
         let images = root.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         for name in ["chelsea.png", "coffee.png"] {

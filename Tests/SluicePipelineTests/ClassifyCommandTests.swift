@@ -74,8 +74,8 @@ final class ClassifyCommandTests: XCTestCase {
     }
 
     func testUnreadableDirectoryIsOneErrorRecord() throws {
-        let weights = try TestResources.lite0Weights().path
         let root = try makeInputs()
+        let weights = try TestResources.lite0Weights(readableByAnyoneIn: root).path
         defer {
             try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: root.appendingPathComponent("locked").path)
             try? FileManager.default.removeItem(at: root)

@@ -33,6 +33,20 @@ extension TestResources {
     }
 }
 
+extension TestResources {
+    /// A copy of the Lite0 checkpoint in `folder` (which the caller made world-readable), readable by the
+    /// unprivileged user a test runs the binary as: the clone itself may sit in a private folder (CI
+    /// clones into `mktemp -d`, mode 0700) that `nobody` cannot enter.
+    public static func lite0Weights(readableByAnyoneIn folder: URL) throws -> URL {
+        let copy = folder.appendingPathComponent("efficientnet-lite0.pth")
+        if !FileManager.default.fileExists(atPath: copy.path) {
+            try FileManager.default.copyItem(at: try lite0Weights(), to: copy)
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: copy.path)
+        return copy
+    }
+}
+
 /// Runs the `sluice` binary built beside the test bundle.
 public enum SluiceCLI {
     /// The executable of the same build (on Linux the bundle URL is the products folder; elsewhere it
