@@ -16,6 +16,8 @@ public struct ModelCard: Sendable {
     public var labels: LabelSet
     /// Keys a checkpoint may carry that inference does not use.
     public var ignoredKeySuffixes: [String]
+    /// What joins module paths in the official checkpoint's keys: "." (PyTorch) or "/" (Flax .npz).
+    public var keySeparator = "."
     /// Builds the model, asking the reader for every weight by its official name.
     let construct: @Sendable (WeightReader) throws -> LoadedModel
     /// Maps a checkpoint's key names to the official ones before validation (e.g. a re-release that
@@ -49,7 +51,7 @@ public struct ModelCard: Sendable {
 
     /// Official parameter names and PyTorch shapes, in `state_dict()` order (recorded by building the model).
     public var parameterShapes: [(String, [Int])] {
-        (try? WeightReader.parameterShapes(construct)) ?? []
+        (try? WeightReader.parameterShapes(separator: keySeparator, construct)) ?? []
     }
 
     /// Builds the model from `weights`, then throws one error listing every missing, mis-shaped and
@@ -62,11 +64,16 @@ public struct ModelCard: Sendable {
 
     /// Normalises the key names of a checkpoint, validates it and builds the model.
     public func load(stateDict: StateDict, source: String = "weights") throws -> LoadedModel {
-        try load(WeightReader(sanitize(stateDict).tensors, ignoredKeySuffixes: ignoredKeySuffixes), source: source)
+        try load(reader(sanitize(stateDict).tensors), source: source)
+    }
+
+    /// A reader of `tensors` under this card's key conventions.
+    public func reader(_ tensors: [String: Tensor]) -> WeightReader {
+        WeightReader(tensors, ignoredKeySuffixes: ignoredKeySuffixes, separator: keySeparator)
     }
 
     public func makeClassifier(weights: [String: Tensor]) throws -> any ImageClassifier {
-        try classifier(load(WeightReader(weights, ignoredKeySuffixes: ignoredKeySuffixes)))
+        try classifier(load(reader(weights)))
     }
 
     /// Normalises the key names of a checkpoint, validates it and builds the classifier.
@@ -95,6 +102,7 @@ public enum ModelRegistry {
         + ViGConfiguration.officialNames.map { vigCard(name: $0, configuration: ViGConfiguration.named($0)!) }
         + ViGHConfiguration.officialNames.map { vigHCard(name: $0, configuration: ViGHConfiguration.named($0)!) }
         + upernetHorNetNames.map { upernetHorNet(name: $0)! }
+        + TRecViTConfiguration.officialNames.map { trecViTCard(name: $0.name, configuration: .variant($0.variant)!) }
 
     public static var names: [String] { cards.map(\.name) }
 
@@ -135,6 +143,23 @@ extension ModelRegistry {
     }
 }
 
+extension ModelRegistry {
+    /// TRecViT cards: the official tree and `.npz` key names; frames resized (shorter side 224, bilinear)
+    /// and center-cropped to 224x224, then divided by 255 as the official Colab feeds them (no mean/std).
+    public static func trecViTCard(name: String, configuration: TRecViTConfiguration) -> ModelCard {
+        let input = Preprocessing(resizeShorterSide: configuration.gridHeight * configuration.patch,
+                                  cropSize: configuration.gridHeight * configuration.patch, interpolation: .bilinear,
+                                  mean: [0, 0, 0], std: [255, 255, 255])
+        let labels = configuration.numClasses == 400 ? LabelSet.kinetics400 : LabelSet(name: "classes", labels: [])
+        var card = ModelCard(name: name, family: "trecvit",
+                             reference: "trecvit/modules.py with recurrentgemma/jax (github.com/google-deepmind/trecvit)",
+                             task: .videoClassification, input: .crop(input), labels: labels,
+                             construct: { .streamingVideo(TRecViT(configuration: configuration, weights: $0)) })
+        card.keySeparator = "/"
+        return card
+    }
+}
+
 public enum ModelError: Error, CustomStringConvertible {
     case unknownModel(String, known: [String])
     case weightsMismatch(model: String, source: String, problems: [String])
@@ -159,7 +184,7 @@ public enum ModelError: Error, CustomStringConvertible {
 /// Checks a state dict against a model's parameter list and reports every problem at once.
 public enum WeightCheck {
     public static func problems(_ weights: [String: Tensor], against card: ModelCard) -> [String] {
-        let reader = WeightReader(weights, ignoredKeySuffixes: card.ignoredKeySuffixes)
+        let reader = card.reader(weights)
         _ = try? card.construct(reader)
         return reader.problems
     }
@@ -183,6 +208,7 @@ public struct LabelSet: Sendable {
     }
 
     public static let imageNet1k = LabelSet(name: "imagenet1k", labels: imageNet1kLabels)
+    public static let kinetics400 = LabelSet(name: "kinetics400", labels: kinetics400Labels)
 
     public func label(_ index: Int) -> String { index < labels.count ? labels[index] : "class \(index)" }
 }

@@ -31,7 +31,7 @@ public struct ModelStore: Sendable {
         let card = try ModelRegistry.card(named: model)
         let format = try Checkpoint.format(of: source)
         let stateDict = try card.sanitize(Checkpoint.load(source))
-        let reader = WeightReader(stateDict.tensors, ignoredKeySuffixes: card.ignoredKeySuffixes)
+        let reader = card.reader(stateDict.tensors)
         _ = try card.load(reader, source: source.path)
         let ordered = try reader.declared.map { ($0.0, try stateDict.tensor($0.0)) }
         try FileManager.default.createDirectory(at: modelsDirectory, withIntermediateDirectories: true)

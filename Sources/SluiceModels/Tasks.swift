@@ -113,10 +113,20 @@ extension ClassMap {
     }
 }
 
+/// A video classifier's verdict on one clip: the clip's number in its video (from 0), how many frames it
+/// spans (the last frame is the one whose step returned it), and its logits.
+public struct ClipLogits: Sendable, Equatable {
+    public var index: Int
+    public var frames: Int
+    public var logits: [Float]
+    public init(index: Int, frames: Int, logits: [Float]) { self.index = index; self.frames = frames; self.logits = logits }
+}
+
 /// What a frame-by-frame video model produces for one frame.
 public enum FrameOutput: Sendable, Equatable {
-    /// Class logits for the video so far (video classification).
-    case logits([Float])
+    /// Class logits for the video (or its current clip) so far (video classification), and the clip this
+    /// frame completed, if it completed one.
+    case logits([Float], clip: ClipLogits? = nil)
     /// A mask for this frame (video object segmentation).
     case mask(ClassMap)
 }
@@ -137,6 +147,12 @@ public protocol StreamingVideoModel: Sendable {
 public protocol VideoSession: AnyObject {
     /// Feeds the next frame [1, H, W, 3]; the output for this frame.
     func step(_ frame: Tensor) throws -> FrameOutput
+    /// The video has ended: the clip its end cut short, for models that report clips.
+    func finish() -> ClipLogits?
+}
+
+extension VideoSession {
+    public func finish() -> ClipLogits? { nil }
 }
 
 /// Frames and a question in, a score per candidate answer out.

@@ -15,12 +15,15 @@ public struct WeightReader {
     final class Log {
         let tensors: [String: Tensor]?
         let ignoredKeySuffixes: [String]
+        /// What joins a module path's parts: "." (PyTorch state dicts) or "/" (Flax trees saved as .npz).
+        let separator: String
         var declared: [(String, [Int])] = []
         var problems: [String] = []
 
-        init(tensors: [String: Tensor]?, ignoredKeySuffixes: [String]) {
+        init(tensors: [String: Tensor]?, ignoredKeySuffixes: [String], separator: String) {
             self.tensors = tensors
             self.ignoredKeySuffixes = ignoredKeySuffixes
+            self.separator = separator
         }
     }
 
@@ -28,10 +31,10 @@ public struct WeightReader {
     /// Key prefix of this scope, with its trailing dot ("" at the root).
     public let prefix: String
 
-    /// Reads `tensors` (official key names). Keys ending in one of `ignoredKeySuffixes` (e.g.
-    /// `num_batches_tracked`) may be present without being asked for.
-    public init(_ tensors: [String: Tensor], ignoredKeySuffixes: [String] = []) {
-        self.init(log: Log(tensors: tensors, ignoredKeySuffixes: ignoredKeySuffixes), prefix: "")
+    /// Reads `tensors` (official key names, module paths joined by `separator`). Keys ending in one of
+    /// `ignoredKeySuffixes` (e.g. `num_batches_tracked`) may be present without being asked for.
+    public init(_ tensors: [String: Tensor], ignoredKeySuffixes: [String] = [], separator: String = ".") {
+        self.init(log: Log(tensors: tensors, ignoredKeySuffixes: ignoredKeySuffixes, separator: separator), prefix: "")
     }
 
     init(log: Log, prefix: String) {
@@ -40,18 +43,20 @@ public struct WeightReader {
     }
 
     /// A reader that holds no weights: every request returns zeros and is only recorded.
-    public static func recording() -> WeightReader {
-        WeightReader(log: Log(tensors: nil, ignoredKeySuffixes: []), prefix: "")
+    public static func recording(separator: String = ".") -> WeightReader {
+        WeightReader(log: Log(tensors: nil, ignoredKeySuffixes: [], separator: separator), prefix: "")
     }
 
     /// The ordered (key, PyTorch shape) list of a family, recorded by building it on zeros.
-    public static func parameterShapes(_ build: (WeightReader) throws -> Any) rethrows -> [(String, [Int])] {
-        let reader = recording()
+    public static func parameterShapes(separator: String = ".", _ build: (WeightReader) throws -> Any) rethrows
+        -> [(String, [Int])] {
+        let reader = recording(separator: separator)
         _ = try build(reader)
         return reader.declared
     }
 
-    /// The tensor `prefix + key`, which must have `shape` (PyTorch layout).
+    /// The tensor `prefix + key`, which must have `shape` (the official layout: PyTorch's, or Flax's for
+    /// Flax models).
     public func callAsFunction(_ key: String, _ shape: [Int]) -> Tensor {
         let name = prefix + key
         log.declared.append((name, shape))
@@ -77,13 +82,13 @@ public struct WeightReader {
     /// sub-modules such as a training-only auxiliary head.
     public func contains(module: String) -> Bool {
         guard let tensors = log.tensors else { return true }
-        let start = prefix + module + "."
+        let start = prefix + module + log.separator
         return tensors.keys.contains { $0.hasPrefix(start) }
     }
 
     /// The reader of a sub-module: `scope("stages.0")("gamma1", …)` reads "stages.0.gamma1".
     public func scope(_ module: String) -> WeightReader {
-        WeightReader(log: log, prefix: prefix + module + ".")
+        WeightReader(log: log, prefix: prefix + module + log.separator)
     }
 
     /// Every (key, shape) asked for so far, in order.

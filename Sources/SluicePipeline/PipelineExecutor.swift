@@ -529,7 +529,7 @@ private final class ModelStage: @unchecked Sendable {
                 mostSessionsOpen = max(mostSessionsOpen, sessions.count)
             }
             switch try session.step(tensor) {
-            case .logits(let logits):
+            case .logits(let logits, _):
                 record.topK = mapper.predictions(fromLogits: Tensor(shape: [1, logits.count], data: logits))[0]
                 return FrameResult(record: record, image: frame.image)
             case .mask(let map):

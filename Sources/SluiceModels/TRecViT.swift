@@ -1,0 +1,587 @@
+// TRecViT (Pătrăucean et al., "TRecViT: A Recurrent Video Transformer"), following the official
+// google-deepmind/trecvit `modules.py` (Apache-2.0) and the recurrentgemma JAX layers it imports
+// (`ResidualBlock` with use_mlp=False, `RecurrentBlock`, `Conv1D`, `RGLRU` real-only,
+// `BlockDiagonalLinear`, `RMSNorm`). Weights load from the official `.npz` unchanged: '/'-joined Flax
+// paths in Flax layouts (Dense kernels [in, out], the patch Conv THWIO, attention [width, heads, dim]).
+//
+// Per frame: 16x16 patches → Dense + the shared `pos_embedding`, then a `cls` token in front. Each of
+// `depth` layers runs
+//   ① temporal, over each token's own time series (weights shared by the tokens):
+//      n = RMSNorm(x)·(1 + scale); y = GELU_tanh(linear_y n); u = conv_1d(linear_x n) (causal, width 4,
+//      w[3] on the current frame); r = σ(a_gate u), i = σ(input_gate u) (block-diagonal, one block per
+//      head); log a = −8·r·softplus(a_param); h = a·h₋₁ + √(1 − a²)·(i·u), except at a clip's first
+//      frame, where h = i·u (no decay, multiplier 1, and the conv sees nothing before it);
+//      x += linear_out(h ⊙ y)
+//   ② spatial, a ViT block over the frame's tokens: LN → MHSA → +; LN → MLP(GELU_tanh) → + (LN eps 1e-6).
+// Then `encoder_norm`; the decoder averages tanh(pre_logits(cls)) over a clip's frames and applies
+// `cls_head`; a video's logits are its clips' average.
+//
+// Time is mixed only by the causal recurrences, so a session steps one frame at a time with fixed state
+// per layer (the RG-LRU state and the conv's last 3 inputs, per token): memory does not depend on the
+// video's length, and every frame has a prediction (the clip's logits so far). Clip mode (the official
+// forward) resets the state every `frames_per_clip` frames; stream mode never resets and predicts from
+// the last `frames_per_clip` frames' decoder features.
+
+import Foundation
+import SluiceTensor
+
+public struct TRecViTConfiguration: Codable, Sendable, Equatable {
+    public enum Mode: String, Codable, Sendable, CaseIterable {
+        /// The official forward: state reset at each clip start, a clip's prediction averages its frames.
+        case clip
+        /// Never reset; each frame's prediction averages the last `framesPerClip` frames' features.
+        case stream
+    }
+
+    public var width: Int
+    public var depth: Int
+    public var mlpDim: Int
+    public var numHeads: Int
+    /// The RG-LRU's width (`state_multiplier` · width: 2 · width in the released model).
+    public var lruWidth: Int
+    public var convWidth: Int
+    /// The decoder's `pre_logits` width.
+    public var repSize: Int
+    public var numClasses: Int
+    public var patch: Int
+    /// The patch grid the positional embedding was trained for (14x14: 224x224 frames).
+    public var gridHeight: Int
+    public var gridWidth: Int
+    public var framesPerClip: Int
+    public var mode: Mode
+
+    enum CodingKeys: String, CodingKey {
+        case width, depth, mlpDim = "mlp_dim", numHeads = "num_heads", lruWidth = "lru_width"
+        case convWidth = "conv_width", repSize = "rep_size", numClasses = "num_classes", patch, grid
+        case framesPerClip = "frames_per_clip", mode
+    }
+
+    public init(width: Int, depth: Int, mlpDim: Int, numHeads: Int, lruWidth: Int, convWidth: Int = 4,
+                repSize: Int = 3072, numClasses: Int = 400, patch: Int = 16, gridHeight: Int = 14, gridWidth: Int = 14,
+                framesPerClip: Int = 32, mode: Mode = .clip) {
+        self.width = width; self.depth = depth; self.mlpDim = mlpDim; self.numHeads = numHeads
+        self.lruWidth = lruWidth; self.convWidth = convWidth; self.repSize = repSize; self.numClasses = numClasses
+        self.patch = patch; self.gridHeight = gridHeight; self.gridWidth = gridWidth
+        self.framesPerClip = framesPerClip; self.mode = mode
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let grid = try c.decode([Int].self, forKey: .grid)
+        self.init(width: try c.decode(Int.self, forKey: .width), depth: try c.decode(Int.self, forKey: .depth),
+                  mlpDim: try c.decode(Int.self, forKey: .mlpDim), numHeads: try c.decode(Int.self, forKey: .numHeads),
+                  lruWidth: try c.decode(Int.self, forKey: .lruWidth), convWidth: try c.decode(Int.self, forKey: .convWidth),
+                  repSize: try c.decode(Int.self, forKey: .repSize), numClasses: try c.decode(Int.self, forKey: .numClasses),
+                  patch: try c.decode(Int.self, forKey: .patch), gridHeight: grid[0], gridWidth: grid[1],
+                  framesPerClip: try c.decodeIfPresent(Int.self, forKey: .framesPerClip) ?? 32,
+                  mode: try c.decodeIfPresent(Mode.self, forKey: .mode) ?? .clip)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(width, forKey: .width); try c.encode(depth, forKey: .depth); try c.encode(mlpDim, forKey: .mlpDim)
+        try c.encode(numHeads, forKey: .numHeads); try c.encode(lruWidth, forKey: .lruWidth)
+        try c.encode(convWidth, forKey: .convWidth); try c.encode(repSize, forKey: .repSize)
+        try c.encode(numClasses, forKey: .numClasses); try c.encode(patch, forKey: .patch)
+        try c.encode([gridHeight, gridWidth], forKey: .grid); try c.encode(framesPerClip, forKey: .framesPerClip)
+        try c.encode(mode, forKey: .mode)
+    }
+
+    /// `get_model(model_size)` for the widths of `decode_variant` (mu, Ti, S, M, B, L), with get_model's
+    /// settings: conv width 4, state multiplier 2, rep size 3072, 224x224 frames, 32 frames per clip.
+    public static func variant(_ name: String) -> TRecViTConfiguration? {
+        let table: [String: (width: Int, depth: Int, mlp: Int, heads: Int)] = [
+            "mu": (32, 1, 128, 2), "Ti": (192, 12, 768, 3), "S": (384, 12, 1536, 6),
+            "M": (512, 12, 2048, 8), "B": (768, 12, 3072, 12), "L": (1024, 24, 4096, 16),
+        ]
+        guard let v = table[name] else { return nil }
+        return TRecViTConfiguration(width: v.width, depth: v.depth, mlpDim: v.mlp, numHeads: v.heads, lruWidth: 2 * v.width)
+    }
+
+    /// Registered names and their official variant names; B is the released one.
+    public static let officialNames: [(name: String, variant: String)] = [
+        ("trecvit_mu", "mu"), ("trecvit_ti", "Ti"), ("trecvit_s", "S"), ("trecvit_m", "M"), ("trecvit_b", "B"),
+        ("trecvit_l", "L"),
+    ]
+
+    /// The settings `sluice infer --set` and pipelines may change: frames_per_clip and mode.
+    public static let settingKeys = ["frames_per_clip", "mode"]
+
+    /// This configuration with `key` set from text, or a one-line error naming what is allowed.
+    public func setting(_ key: String, to value: String) throws -> TRecViTConfiguration {
+        var copy = self
+        switch key {
+        case "frames_per_clip":
+            guard let n = Int(value), n > 0 else { throw TRecViTError.badSetting("frames_per_clip=\(value): expected a positive whole number") }
+            copy.framesPerClip = n
+        case "mode":
+            guard let mode = Mode(rawValue: value) else { throw TRecViTError.badSetting("mode=\(value): expected clip or stream") }
+            copy.mode = mode
+        default:
+            throw TRecViTError.badSetting("unknown setting '\(key)' (TRecViT takes \(Self.settingKeys.joined(separator: ", ")))")
+        }
+        return copy
+    }
+
+    var tokens: Int { 1 + gridHeight * gridWidth }
+    var headDim: Int { width / numHeads }
+}
+
+public enum TRecViTError: Error, CustomStringConvertible, Equatable {
+    case frameTooSmall(width: Int, height: Int, patch: Int)
+    case gridMismatch(width: Int, height: Int, grid: (Int, Int), expected: (Int, Int), patch: Int)
+    case badInput(String)
+    case badSetting(String)
+
+    public var description: String {
+        switch self {
+        case .frameTooSmall(let w, let h, let p):
+            return "frame \(w)x\(h) is smaller than one \(p)x\(p) patch"
+        case .gridMismatch(let w, let h, let grid, let expected, let p):
+            return "frame \(w)x\(h) makes a \(grid.1)x\(grid.0) grid of \(p)x\(p) patches; the model's positional "
+                + "embedding is for \(expected.1)x\(expected.0) (\(expected.1 * p)x\(expected.0 * p) frames)"
+        case .badInput(let text), .badSetting(let text):
+            return text
+        }
+    }
+
+    public static func == (a: TRecViTError, b: TRecViTError) -> Bool { a.description == b.description }
+}
+
+public struct TRecViT: StreamingVideoModel {
+    public var configuration: TRecViTConfiguration
+    let patchEmbedding: Linear        // [width, patch·patch·3], rows in (kh, kw, c) order
+    let positions: [Float]            // [grid cells, width]
+    let cls: [Float]                  // [width]
+    let layers: [Layer]
+    let encoderNorm: LayerNorm
+    let preLogits: Linear
+    let clsHead: Linear
+
+    struct BlockDiagonal {
+        let blocks: Int, inSize: Int, outSize: Int
+        let weights: [Float]          // [blocks, out, in] (each block transposed for BLAS)
+        let bias: [Float]             // [blocks · out]
+    }
+
+    struct Layer {
+        // ① temporal (residualblock_NN)
+        let normScale: [Float]        // 1 + scale
+        let linearY: Linear, linearX: Linear, linearOut: Linear
+        let convWeights: [Float]      // [convWidth, lruWidth]; the last row multiplies the current frame
+        let convBias: [Float]
+        let decayRate: [Float]        // 8 · softplus(a_param): log a = −decayRate · r
+        let inputGate: BlockDiagonal, aGate: BlockDiagonal
+        // ② spatial (encoderblock_N)
+        let norm0: LayerNorm, norm1: LayerNorm
+        let qkv: Linear               // [3 · width, width]: q, k, v, each head-major
+        let attentionOut: Linear
+        let mlp0: Linear, mlp1: Linear
+    }
+
+    /// Builds the model from the official Flax tree ('/'-separated keys, Flax shapes).
+    public init(configuration c: TRecViTConfiguration, weights: WeightReader) {
+        configuration = c
+        let (w, lw, p) = (c.width, c.lruWidth, c.patch)
+        let tokenizer = weights.scope("tokenizer")
+        let kernel = tokenizer.scope("embedding")("kernel", [1, p, p, 3, w])
+        patchEmbedding = Linear(weight: kernel.reshaped([p * p * 3, w]).permuted([1, 0]),
+                                bias: tokenizer.scope("embedding")("bias", [w]))
+        positions = tokenizer("pos_embedding", [1, c.gridHeight * c.gridWidth, w]).data
+        cls = tokenizer("cls", [1, 1, w]).data
+
+        let encoder = weights.scope("encoder")
+        layers = (0..<c.depth).map { i in
+            let residual = encoder.scope(String(format: "residualblock_%02d", i))
+            let scale = residual.scope("temporal_pre_norm")("scale", [w]).data
+            let block = residual.scope("recurrent_block")
+            let lru = block.scope("rg_lru")
+            let aParam = lru("a_param", [lw]).data
+            let spatial = encoder.scope("encoderblock_\(i)")
+            let attention = spatial.scope("MultiHeadDotProductAttention_0")
+            let heads = c.numHeads, dh = c.headDim
+            let qkvKernels = ["query", "key", "value"].map { name in
+                attention.scope(name)("kernel", [w, heads, dh]).reshaped([w, heads * dh]).permuted([1, 0]).data
+            }
+            let qkvBiases = ["query", "key", "value"].map { attention.scope($0)("bias", [heads, dh]).data }
+            return Layer(
+                normScale: scale.map { 1 + $0 },
+                linearY: Self.dense(block.scope("linear_y"), w, lw),
+                linearX: Self.dense(block.scope("linear_x"), w, lw),
+                linearOut: Self.dense(block.scope("linear_out"), lw, w),
+                convWeights: block.scope("conv_1d")("w", [c.convWidth, lw]).data,
+                convBias: block.scope("conv_1d")("b", [lw]).data,
+                decayRate: aParam.map { Float(8 * Self.softplus(Double($0))) },
+                inputGate: Self.blockDiagonal(lru.scope("input_gate"), heads: heads, width: lw),
+                aGate: Self.blockDiagonal(lru.scope("a_gate"), heads: heads, width: lw),
+                norm0: Self.layerNorm(spatial.scope("LayerNorm_0"), w),
+                norm1: Self.layerNorm(spatial.scope("LayerNorm_1"), w),
+                qkv: Linear(weight: Tensor(shape: [3 * heads * dh, w], data: qkvKernels.flatMap { $0 }),
+                            bias: Tensor(shape: [3 * heads * dh], data: qkvBiases.flatMap { $0 })),
+                attentionOut: Linear(weight: attention.scope("out")("kernel", [heads, dh, w]).reshaped([heads * dh, w]).permuted([1, 0]),
+                                     bias: attention.scope("out")("bias", [w])),
+                mlp0: Self.dense(spatial.scope("MlpBlock_0").scope("Dense_0"), w, c.mlpDim),
+                mlp1: Self.dense(spatial.scope("MlpBlock_0").scope("Dense_1"), c.mlpDim, w))
+        }
+        encoderNorm = Self.layerNorm(encoder.scope("encoder_norm"), w)
+        let decoder = weights.scope("decoder")
+        preLogits = Self.dense(decoder.scope("pre_logits"), w, c.repSize)
+        clsHead = Self.dense(decoder.scope("cls_head"), c.repSize, c.numClasses)
+    }
+
+    /// A Flax Dense: kernel [in, out] (stored transposed for BLAS), bias [out].
+    static func dense(_ r: WeightReader, _ inFeatures: Int, _ outFeatures: Int) -> Linear {
+        Linear(weight: r("kernel", [inFeatures, outFeatures]).permuted([1, 0]), bias: r("bias", [outFeatures]))
+    }
+
+    /// A Flax LayerNorm (eps 1e-6).
+    static func layerNorm(_ r: WeightReader, _ width: Int) -> LayerNorm {
+        LayerNorm(weight: r("scale", [width]), bias: r("bias", [width]), eps: 1e-6)
+    }
+
+    static func blockDiagonal(_ r: WeightReader, heads: Int, width: Int) -> BlockDiagonal {
+        let size = width / heads
+        let w = r("w", [heads, size, size]).permuted([0, 2, 1]).data
+        return BlockDiagonal(blocks: heads, inSize: size, outSize: size, weights: w, bias: r("b", [heads, size]).data)
+    }
+
+    /// jax.nn.softplus: log(1 + eˣ), without overflow.
+    static func softplus(_ x: Double) -> Double { x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)) }
+
+    public var numClasses: Int { configuration.numClasses }
+
+    /// The same weights under other settings (frames per clip, mode).
+    public func with(_ configuration: TRecViTConfiguration) -> TRecViT {
+        var copy = self
+        copy.configuration = configuration
+        return copy
+    }
+
+    public func openSession(prompt: VideoPrompt) throws -> any VideoSession {
+        guard prompt == .none else { throw TRecViTError.badInput("TRecViT takes no prompt") }
+        return TRecViTSession(model: self, framesPerClip: configuration.framesPerClip, mode: configuration.mode)
+    }
+
+    /// The official clip forward over videos [N, T, H, W, 3] (values as the model takes them, [0, 1]):
+    /// num_clips = max(T / frames_per_clip, 1) clips of T / num_clips frames each (T must divide, as the
+    /// official rearrange requires). Returns the clip-averaged logits [N, classes], each frame's logits
+    /// of its clip so far [N, T, classes], and each clip's logits [N, clips, classes].
+    public func classify(videos: Tensor) throws -> (logits: Tensor, streaming: Tensor, clips: Tensor) {
+        guard videos.rank == 5, videos.shape[4] == 3 else {
+            throw TRecViTError.badInput("expected videos [N, T, H, W, 3], got \(videos.shape)")
+        }
+        let (n, t, h, w) = (videos.shape[0], videos.shape[1], videos.shape[2], videos.shape[3])
+        guard t > 0 else { throw TRecViTError.badInput("a video needs at least one frame, got \(videos.shape)") }
+        try checkFrame(width: w, height: h)
+        let clipCount = max(t / configuration.framesPerClip, 1)
+        guard t % clipCount == 0 else {
+            throw TRecViTError.badInput("\(t) frames do not split into \(clipCount) equal clips (frames_per_clip="
+                + "\(configuration.framesPerClip)); the official forward needs T divisible by T / frames_per_clip")
+        }
+        let clipLength = t / clipCount, classes = numClasses, frameSize = h * w * 3
+        var logits = [Float](repeating: 0, count: n * classes)
+        var streaming: [Float] = [], clips: [Float] = []
+        streaming.reserveCapacity(n * t * classes); clips.reserveCapacity(n * clipCount * classes)
+        for video in 0..<n {
+            for clip in 0..<clipCount {
+                let session = TRecViTSession(model: self, framesPerClip: clipLength, mode: .clip)
+                for frame in 0..<clipLength {
+                    let start = ((video * t) + clip * clipLength + frame) * frameSize
+                    let input = Tensor(shape: [1, h, w, 3], data: Array(videos.data[start..<start + frameSize]))
+                    guard case .logits(let frameLogits, let finished) = try session.step(input) else { continue }
+                    streaming += frameLogits
+                    if let finished {
+                        clips += finished.logits
+                        for k in 0..<classes { logits[video * classes + k] += finished.logits[k] / Float(clipCount) }
+                    }
+                }
+            }
+        }
+        return (Tensor(shape: [n, classes], data: logits), Tensor(shape: [n, t, classes], data: streaming),
+                Tensor(shape: [n, clipCount, classes], data: clips))
+    }
+
+    /// Throws unless a width x height frame makes exactly the positional embedding's patch grid (the
+    /// official tokenizer's VALID conv drops a remainder of fewer than `patch` pixels).
+    public func checkFrame(width: Int, height: Int) throws {
+        let c = configuration
+        guard width >= c.patch, height >= c.patch else {
+            throw TRecViTError.frameTooSmall(width: width, height: height, patch: c.patch)
+        }
+        let grid = (height / c.patch, width / c.patch)
+        guard grid == (c.gridHeight, c.gridWidth) else {
+            throw TRecViTError.gridMismatch(width: width, height: height, grid: grid, expected: (c.gridHeight, c.gridWidth),
+                                            patch: c.patch)
+        }
+    }
+}
+
+/// One video's pass through TRecViT: per layer the RG-LRU state and the conv's last inputs (for every
+/// token), and the decoder's running features. Buffers are allocated once, at open.
+public final class TRecViTSession: VideoSession {
+    let model: TRecViT
+    let framesPerClip: Int
+    let mode: TRecViTConfiguration.Mode
+    /// `segment_pos` of the next frame: 0 at a clip's start (clip mode) or the video's (stream mode).
+    private var position = 0
+    private var clipIndex = 0
+    /// Frames stepped since the current clip began.
+    private var framesInClip = 0
+    /// Per layer: the RG-LRU state [tokens, lru] and the conv's previous inputs [convWidth − 1][tokens, lru],
+    /// oldest first.
+    private var states: [[Float]]
+    private var convTails: [[Float]]
+    /// Decoder features tanh(pre_logits(cls)) of the clip's frames: their sum (clip mode), or the last
+    /// `framesPerClip` of them in a ring (stream mode).
+    private var featureSum: [Float]
+    private var featureRing: [Float]
+    private var scores: [Float]
+
+    init(model: TRecViT, framesPerClip: Int, mode: TRecViTConfiguration.Mode) {
+        let c = model.configuration
+        self.model = model; self.framesPerClip = max(1, framesPerClip); self.mode = mode
+        let lane = c.tokens * c.lruWidth
+        states = Array(repeating: [Float](repeating: 0, count: lane), count: c.depth)
+        convTails = Array(repeating: [Float](repeating: 0, count: (c.convWidth - 1) * lane), count: c.depth)
+        featureSum = [Float](repeating: 0, count: c.repSize)
+        featureRing = mode == .stream ? [Float](repeating: 0, count: self.framesPerClip * c.repSize) : []
+        scores = [Float](repeating: 0, count: c.numHeads * c.tokens * c.tokens)
+    }
+
+    public func step(_ frame: Tensor) throws -> FrameOutput {
+        let c = model.configuration
+        guard frame.rank == 4, frame.shape[0] == 1, frame.shape[3] == 3 else {
+            throw TRecViTError.badInput("expected a frame [1, H, W, 3], got \(frame.shape)")
+        }
+        try model.checkFrame(width: frame.shape[2], height: frame.shape[1])
+        var x = tokens(frame)
+        for index in 0..<c.depth {
+            temporal(index, &x)
+            spatial(model.layers[index], &x)
+        }
+        let clsToken = model.encoderNorm(Tensor(shape: [1, c.width], data: Array(x.data[0..<c.width])))
+        var feature = model.preLogits(clsToken).data
+        for i in feature.indices { feature[i] = Foundation.tanh(feature[i]) }
+
+        let average: [Float]
+        switch mode {
+        case .clip:
+            for i in feature.indices { featureSum[i] += feature[i] }
+            framesInClip += 1
+            average = featureSum.map { $0 / Float(framesInClip) }
+        case .stream:
+            let slot = (position % framesPerClip) * c.repSize
+            featureRing.replaceSubrange(slot..<slot + c.repSize, with: feature)
+            framesInClip += 1
+            let count = min(position + 1, framesPerClip)
+            var sum = [Float](repeating: 0, count: c.repSize)
+            for k in 0..<count { for i in 0..<c.repSize { sum[i] += featureRing[k * c.repSize + i] } }
+            average = sum.map { $0 / Float(count) }
+        }
+        position += 1
+        let logits = model.clsHead(Tensor(shape: [1, c.repSize], data: average)).data
+        guard framesInClip == framesPerClip else { return .logits(logits) }
+        let clip = ClipLogits(index: clipIndex, frames: framesInClip, logits: logits)
+        clipIndex += 1
+        framesInClip = 0
+        if mode == .clip { startClip() }
+        return .logits(logits, clip: clip)
+    }
+
+    /// The clip the video's end cut short, if any frames of it were stepped.
+    public func finish() -> ClipLogits? {
+        guard framesInClip > 0 else { return nil }
+        let c = model.configuration
+        let count = mode == .clip ? framesInClip : min(position, framesPerClip)
+        var sum = [Float](repeating: 0, count: c.repSize)
+        if mode == .clip {
+            sum = featureSum
+        } else {
+            for k in 0..<count { for i in 0..<c.repSize { sum[i] += featureRing[k * c.repSize + i] } }
+        }
+        let logits = model.clsHead(Tensor(shape: [1, c.repSize], data: sum.map { $0 / Float(count) })).data
+        let clip = ClipLogits(index: clipIndex, frames: framesInClip, logits: logits)
+        framesInClip = 0
+        return clip
+    }
+
+    /// State as at a video's start: the recurrences and the conv restart (segment_pos 0).
+    private func startClip() {
+        position = 0
+        for i in states.indices {
+            states[i].withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            convTails[i].withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        }
+        featureSum.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// The frame's tokens [1 + grid, width]: cls, then each patch's embedding plus its position.
+    private func tokens(_ frame: Tensor) -> Tensor {
+        let c = model.configuration
+        let (p, width, gh, gw) = (c.patch, frame.shape[2], c.gridHeight, c.gridWidth)
+        let patchSize = p * p * 3
+        let patches = Tensor(uninitialized: [gh * gw, patchSize]) { out in
+            frame.data.withUnsafeBufferPointer { src in
+                for gy in 0..<gh {
+                    for gx in 0..<gw {
+                        let row = out.baseAddress! + (gy * gw + gx) * patchSize
+                        for ky in 0..<p {
+                            let from = src.baseAddress! + ((gy * p + ky) * width + gx * p) * 3
+                            (row + ky * p * 3).update(from: from, count: p * 3)
+                        }
+                    }
+                }
+            }
+        }
+        let embedded = model.patchEmbedding(patches)
+        var data = model.cls
+        data.reserveCapacity(c.tokens * c.width)
+        for i in 0..<embedded.count { data.append(embedded.data[i] + model.positions[i]) }
+        return Tensor(shape: [c.tokens, c.width], data: data)
+    }
+
+    /// ① residualblock: x += linear_out(RG-LRU(conv(linear_x n)) ⊙ GELU(linear_y n)), n = RMSNorm(x).
+    private func temporal(_ index: Int, _ x: inout Tensor) {
+        let c = model.configuration, layer = model.layers[index]
+        let normed = RMSNorm(weight: Tensor(shape: [c.width], data: layer.normScale), eps: 1e-6)(x)
+        let y = layer.linearY(normed, activation: .geluTanh)
+        var u = layer.linearX(normed)
+        let (tokens, lw, taps) = (c.tokens, c.lruWidth, c.convWidth)
+        let lane = tokens * lw
+        // Causal conv over time: the current input times the last tap, the stored inputs the others.
+        var conv = [Float](repeating: 0, count: lane)
+        convTails[index].withUnsafeMutableBufferPointer { tail in
+            u.data.withUnsafeMutableBufferPointer { current in
+                conv.withUnsafeMutableBufferPointer { out in
+                    layer.convWeights.withUnsafeBufferPointer { w in
+                        let box = UnsafeSendable((tail.baseAddress!, current.baseAddress!, out.baseAddress!, w.baseAddress!))
+                        let bias = layer.convBias
+                        bias.withUnsafeBufferPointer { b in
+                            let bp = UnsafeSendable(b.baseAddress!)
+                            Parallel.forEachChunk(tokens, minChunk: 16) { range in
+                                let (tail, current, out, w) = box.value
+                                for token in range {
+                                    let o = out + token * lw, u = current + token * lw
+                                    for ch in 0..<lw { o[ch] = bp.value[ch] + w[(taps - 1) * lw + ch] * u[ch] }
+                                    for tap in 0..<(taps - 1) {
+                                        let past = tail + tap * lane + token * lw, wt = w + tap * lw
+                                        for ch in 0..<lw { o[ch] += wt[ch] * past[ch] }
+                                    }
+                                    // Shift the window: drop the oldest input, keep this one.
+                                    for tap in 0..<(taps - 1) {
+                                        let to = tail + tap * lane + token * lw
+                                        let from = tap + 1 < taps - 1 ? tail + (tap + 1) * lane + token * lw : u
+                                        to.update(from: from, count: lw)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let gateX = blockDiagonal(layer.inputGate, conv, rows: tokens)
+        let gateA = blockDiagonal(layer.aGate, conv, rows: tokens)
+        let first = position == 0
+        // RG-LRU: h = a·h + √(1 − a²)·(i·u), or h = i·u at segment_pos 0; then h ⊙ y.
+        states[index].withUnsafeMutableBufferPointer { h in
+            u.data.withUnsafeMutableBufferPointer { gated in
+                let box = UnsafeSendable((h.baseAddress!, gated.baseAddress!))
+                conv.withUnsafeBufferPointer { cv in
+                    gateX.withUnsafeBufferPointer { gx in
+                        gateA.withUnsafeBufferPointer { ga in
+                            y.data.withUnsafeBufferPointer { yp in
+                                layer.decayRate.withUnsafeBufferPointer { rate in
+                                    let inputs = UnsafeSendable((cv.baseAddress!, gx.baseAddress!, ga.baseAddress!,
+                                                                 yp.baseAddress!, rate.baseAddress!))
+                                    Parallel.forEachChunk(tokens, minChunk: 16) { range in
+                                        let (h, out) = box.value
+                                        let (cv, gx, ga, yp, rate) = inputs.value
+                                        for token in range {
+                                            let base = token * lw
+                                            for ch in 0..<lw {
+                                                let i = base + ch
+                                                if first {
+                                                    h[i] = cv[i] * gx[i]
+                                                } else {
+                                                    let logA = -rate[ch] * ga[i]
+                                                    let a = FastMath.exp(logA), aSquared = FastMath.exp(2 * logA)
+                                                    h[i] = a * h[i] + cv[i] * gx[i] * (1 - aSquared).squareRoot()
+                                                }
+                                                out[i] = h[i] * yp[i]
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let out = layer.linearOut(u)
+        for i in 0..<x.count { x.data[i] += out.data[i] }
+    }
+
+    /// σ(block-diagonal linear) of `input` [rows, blocks · inSize].
+    private func blockDiagonal(_ gate: TRecViT.BlockDiagonal, _ input: [Float], rows: Int) -> [Float] {
+        let width = gate.blocks * gate.outSize, inWidth = gate.blocks * gate.inSize
+        var out = [Float](repeating: 0, count: rows * width)
+        input.withUnsafeBufferPointer { a in
+            gate.weights.withUnsafeBufferPointer { w in
+                gate.bias.withUnsafeBufferPointer { b in
+                    out.withUnsafeMutableBufferPointer { o in
+                        for block in 0..<gate.blocks {
+                            BLAS.gemm(m: rows, n: gate.outSize, k: gate.inSize, a: a.baseAddress! + block * gate.inSize,
+                                      lda: inWidth, b: w.baseAddress! + block * gate.outSize * gate.inSize, ldb: gate.inSize,
+                                      c: o.baseAddress! + block * gate.outSize, ldc: width,
+                                      epilogue: .bias(b.baseAddress! + block * gate.outSize, activation: .sigmoid))
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// ② encoderblock: x += MHSA(LN₀ x); x += MLP(LN₁ x).
+    private func spatial(_ layer: TRecViT.Layer, _ x: inout Tensor) {
+        let c = model.configuration
+        let (n, width, heads, dh) = (c.tokens, c.width, c.numHeads, c.headDim)
+        let qkv = layer.qkv(layer.norm0(x))
+        var attended = [Float](repeating: 0, count: n * width)
+        let scale = 1 / Float(dh).squareRoot()
+        qkv.data.withUnsafeBufferPointer { qkvp in
+            scores.withUnsafeMutableBufferPointer { sp in
+                attended.withUnsafeMutableBufferPointer { op in
+                    let box = UnsafeSendable((qkvp.baseAddress!, sp.baseAddress!, op.baseAddress!))
+                    Parallel.forEachChunk(heads) { range in
+                        let (qkv, scores, out) = box.value
+                        for head in range {
+                            let s = scores + head * n * n
+                            let q = qkv + head * dh, k = qkv + width + head * dh, v = qkv + 2 * width + head * dh
+                            BLAS.gemm(m: n, n: n, k: dh, a: q, lda: 3 * width, b: k, ldb: 3 * width, transposeB: true,
+                                      c: s, ldc: n, alpha: scale)
+                            for row in 0..<n {
+                                let r = s + row * n
+                                var m = -Float.infinity
+                                for j in 0..<n { m = max(m, r[j]) }
+                                var sum: Float = 0
+                                for j in 0..<n { r[j] = FastMath.exp(r[j] - m); sum += r[j] }
+                                let inv = 1 / sum
+                                for j in 0..<n { r[j] *= inv }
+                            }
+                            BLAS.gemm(m: n, n: dh, k: n, a: s, lda: n, b: v, ldb: 3 * width, transposeB: false,
+                                      c: out + head * dh, ldc: width)
+                        }
+                    }
+                }
+            }
+        }
+        let projected = layer.attentionOut(Tensor(shape: [n, width], data: attended))
+        for i in 0..<x.count { x.data[i] += projected.data[i] }
+        let hidden = layer.mlp0(layer.norm1(x), activation: .geluTanh)
+        let mlp = layer.mlp1(hidden)
+        for i in 0..<x.count { x.data[i] += mlp.data[i] }
+    }
+}
