@@ -131,7 +131,7 @@ public final class JobRunner {
 
     /// Writes the committed records to each sink file, replacing it atomically (temporary file, then
     /// rename), so a reader never sees a half-written file and a resumed run rewrites it whole.
-    public func exportSinks(jsonl: String?, csv: String?, topK: Int, masks: Bool = false) throws {
+    public func exportSinks(jsonl: String?, csv: String?, topK: Int, masks: Bool = false, clips: Bool = false) throws {
         let paths = [jsonl, csv].compactMap { $0 }
         guard !paths.isEmpty else { return }
         // Each writer its own temporary file: two runs of a job may export at once.
@@ -140,7 +140,7 @@ public final class JobRunner {
         }
         var sinks: [RecordSink] = []
         do {
-            for temporary in temporaries { sinks.append(try Sinks.open(path: temporary, topK: topK, masks: masks)) }
+            for temporary in temporaries { sinks.append(try Sinks.open(path: temporary, topK: topK, masks: masks, clips: clips)) }
             try queue.records(job: jobID) { record in
                 for sink in sinks { try sink.write(record) }
             }

@@ -15,10 +15,14 @@ public struct Preprocessing: Codable, Sendable, Equatable {
     /// Per-channel mean and std on the 0…255 pixel scale.
     public var mean: [Float]
     public var std: [Float]
+    /// Videos whose frames have a shorter side below this are refused instead of blown up (a patch model
+    /// would see a handful of real pixels smeared over each patch); nil: any size.
+    public var minimumSourceSide: Int?
 
-    public init(resizeShorterSide: Int, cropSize: Int, interpolation: Interpolation, mean: [Float], std: [Float]) {
+    public init(resizeShorterSide: Int, cropSize: Int, interpolation: Interpolation, mean: [Float], std: [Float],
+                minimumSourceSide: Int? = nil) {
         self.resizeShorterSide = resizeShorterSide; self.cropSize = cropSize; self.interpolation = interpolation
-        self.mean = mean; self.std = std
+        self.mean = mean; self.std = std; self.minimumSourceSide = minimumSourceSide
     }
 
     /// TensorFlow Lite convention of the EfficientNet-Lite models: (x − 127) / 128.

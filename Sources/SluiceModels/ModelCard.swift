@@ -149,7 +149,7 @@ extension ModelRegistry {
     public static func trecViTCard(name: String, configuration: TRecViTConfiguration) -> ModelCard {
         let input = Preprocessing(resizeShorterSide: configuration.gridHeight * configuration.patch,
                                   cropSize: configuration.gridHeight * configuration.patch, interpolation: .bilinear,
-                                  mean: [0, 0, 0], std: [255, 255, 255])
+                                  mean: [0, 0, 0], std: [255, 255, 255], minimumSourceSide: configuration.patch)
         let labels = configuration.numClasses == 400 ? LabelSet.kinetics400 : LabelSet(name: "classes", labels: [])
         var card = ModelCard(name: name, family: "trecvit",
                              reference: "trecvit/modules.py with recurrentgemma/jax (github.com/google-deepmind/trecvit)",

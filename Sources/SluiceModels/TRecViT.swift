@@ -585,3 +585,15 @@ public final class TRecViTSession: VideoSession {
         for i in 0..<x.count { x.data[i] += mlp.data[i] }
     }
 }
+
+extension LoadedModel {
+    /// The model with its clip settings replaced where given (a model that is no TRecViT: unchanged).
+    public func settingVideo(framesPerClip: Int?, mode: TRecViTConfiguration.Mode?) -> LoadedModel {
+        guard framesPerClip != nil || mode != nil, case .streamingVideo(let model) = self,
+              let trecvit = model as? TRecViT else { return self }
+        var configuration = trecvit.configuration
+        if let framesPerClip { configuration.framesPerClip = framesPerClip }
+        if let mode { configuration.mode = mode }
+        return .streamingVideo(trecvit.with(configuration))
+    }
+}

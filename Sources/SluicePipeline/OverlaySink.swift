@@ -123,7 +123,7 @@ final class ArtefactWriter {
 
     /// A mask blended over the picture (semantic segmentation colours every pixel, as mmseg's
     /// `show_result`; video object masks leave the background, class 0, as it is) with a legend of the
-    /// classes covering the most of it; or a classifier's top-1 label.
+    /// classes covering the most of it; a video classifier's top 3; or a classifier's top-1 label.
     private func draw(_ record: ResultRecord, mask: ClassMap?, on image: inout RGBImage) {
         let scale = max(1, min(image.width, image.height) / 180)
         let labels = plan.model.labels
@@ -134,6 +134,13 @@ final class ArtefactWriter {
             let shown = (record.mask?.classes ?? []).filter { background == nil || $0.index != 0 }.prefix(Self.legendEntries)
             image.drawLegend(shown.map { (String(format: "%@ %.0f%%", $0.label, 100 * $0.fraction), labels.color($0.index)) },
                              scale: scale)
+        } else if case .streamingVideo = plan.model.loaded, let top = record.topK, !top.isEmpty {
+            // A video classifier's current top 3, one line each.
+            let line = RGBImage.labelSize("x", scale: scale).height + scale
+            for (row, prediction) in top.prefix(3).enumerated() {
+                image.drawLabel(String(format: "%@ %.0f%%", prediction.label, 100 * prediction.score), x: 0, y: row * line,
+                                scale: scale)
+            }
         } else if let best = record.topK?.first {
             image.drawLabel(String(format: "%@ %.0f%%", best.label, 100 * best.score), x: 0, y: 0, scale: scale)
         } else if let top = record.mask?.classes.first {

@@ -14,6 +14,8 @@ import SluiceModels
 ///   - model: efficientnet_lite0                   # a registry name; optional weights: FILE
 ///     batch: 8                                    # most frames per forward pass
 ///     max_wait_ms: 50                             # how long a batch may wait to fill
+///                                                 # segmenters: mode: whole|slide; video classifiers:
+///                                                 # frames_per_clip: N, mode: clip|stream
 ///   - topk: 5
 ///   - threshold: 0.1                              # keep predictions with probability >= 0.1
 /// sink: { jsonl: out/photos.jsonl, csv: out/photos.csv }  # optional overlays: FOLDER (a PNG per image,
@@ -55,8 +57,13 @@ public struct PipelineDefinition: Sendable, Equatable {
         public var maxWait: Double
         /// How a segmenter covers each picture (nil: the card's setting).
         public var mode: SegmentationMode?
-        public init(name: String, weights: String?, batch: Int, maxWait: Double = 0.05, mode: SegmentationMode? = nil) {
+        /// A video classifier's clip length and mode (nil: the card's).
+        public var framesPerClip: Int?
+        public var clipMode: TRecViTConfiguration.Mode?
+        public init(name: String, weights: String?, batch: Int, maxWait: Double = 0.05, mode: SegmentationMode? = nil,
+                    framesPerClip: Int? = nil, clipMode: TRecViTConfiguration.Mode? = nil) {
             self.name = name; self.weights = weights; self.batch = batch; self.maxWait = maxWait; self.mode = mode
+            self.framesPerClip = framesPerClip; self.clipMode = clipMode
         }
     }
 
@@ -404,7 +411,8 @@ private struct Validator {
             let kind = mapping.keys.compactMap(\.string).first(where: kinds.contains)
             switch kind {
             case "model":
-                let fields = entries(mapping, allowed: ["model", "weights", "batch", "max_wait_ms", "mode"], context: "model stage")
+                let fields = entries(mapping, allowed: ["model", "weights", "batch", "max_wait_ms", "mode", "frames_per_clip"],
+                                     context: "model stage")
                 if model != nil { report(stage, "only one model stage is supported") }
                 guard let nameNode = fields["model"]?.value, let name = string(nameNode, "model") else { continue }
                 if !ModelRegistry.names.contains(name) {
@@ -414,10 +422,23 @@ private struct Validator {
                 let batch = fields["batch"].flatMap { integer($0.value, "batch", range: 1...256) } ?? 8
                 let wait = fields["max_wait_ms"].flatMap { integer($0.value, "max_wait_ms", range: 0...60_000) } ?? 50
                 var mode: SegmentationMode?
+                var clipMode: TRecViTConfiguration.Mode?, framesPerClip: Int?
+                let card = try? ModelRegistry.card(named: name)
+                if let value = fields["frames_per_clip"] {
+                    if let card, card.task != .videoClassification {
+                        report(value.key, "model stage: 'frames_per_clip' applies to video classifiers; \(name) does \(card.task.rawValue)")
+                    } else {
+                        framesPerClip = integer(value.value, "frames_per_clip", range: 1...100_000)
+                    }
+                }
                 if let value = fields["mode"], let text = string(value.value, "mode") {
-                    let card = try? ModelRegistry.card(named: name)
-                    if let card, card.task != .semanticSegmentation {
-                        report(value.key, "model stage: 'mode' applies to segmentation models; \(name) does \(card.task.rawValue)")
+                    if let card, card.task == .videoClassification {
+                        clipMode = TRecViTConfiguration.Mode(rawValue: text)
+                        if clipMode == nil {
+                            report(value.value, "'mode' must be clip (the official clips, reset at each) or stream (never reset), got '\(text)'")
+                        }
+                    } else if let card, card.task != .semanticSegmentation {
+                        report(value.key, "model stage: 'mode' applies to segmentation models and video classifiers; \(name) does \(card.task.rawValue)")
                     } else if text == "whole" {
                         mode = .whole
                     } else if text == "slide" {
@@ -427,7 +448,7 @@ private struct Validator {
                     }
                 }
                 model = PipelineDefinition.ModelStage(name: name, weights: weights, batch: batch, maxWait: Double(wait) / 1000,
-                                                      mode: mode)
+                                                      mode: mode, framesPerClip: framesPerClip, clipMode: clipMode)
             case "topk":
                 let fields = entries(mapping, allowed: ["topk"], context: "topk stage")
                 if let value = fields["topk"] {

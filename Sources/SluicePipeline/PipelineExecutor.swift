@@ -141,7 +141,7 @@ public final class PipelineExecutor {
                 var record = result.record
                 artefacts.frame(item: item, result: result, record: &record)
                 assembly[item, default: ItemAssembly()].records.append(record)
-                summary.frames += 1
+                if record.clip == nil { summary.frames += 1 }
             case .end(let item, let error, let cancelled):
                 artefacts.end(item: item, completed: !cancelled)
                 var entry = assembly[item, default: ItemAssembly()]
@@ -225,6 +225,8 @@ struct FrameResult {
     var record: ResultRecord
     var image: RGBImage?
     var mask: ClassMap?
+    /// The record of the clip this frame completed (video classifiers), written after the frame's.
+    var clipRecord: ResultRecord?
 }
 
 /// Messages to the writer, per item in frame order: results, then the end.
@@ -378,6 +380,13 @@ private final class FrameDecoder: @unchecked Sendable {
             frames.push(.end(item: index, error: "\(error)", cancelled: false))
             return
         }
+        if case .crop(let p) = preparer.input, let minimum = p.minimumSourceSide,
+           min(reader.info.displayWidth, reader.info.displayHeight) < minimum {
+            let size = "\(reader.info.displayWidth)x\(reader.info.displayHeight)"
+            frames.push(.end(item: index, error: "\(path): frames are \(size), smaller than the \(minimum)x\(minimum) pixels "
+                             + "(one patch) the model needs; refusing to upscale them", cancelled: false))
+            return
+        }
         for frame in reader.frames(sampling) {
             if admission.isStopping {
                 frames.push(.end(item: index, error: nil, cancelled: true))
@@ -403,6 +412,9 @@ private final class ModelStage: @unchecked Sendable {
     let mapper: OutputMapper
     private var sessions: [Int: any VideoSession] = [:]
     private var failedSessions: [Int: String] = [:]
+    /// Per video: the first frame (index, timestamp) of its current clip and its latest frame.
+    private var clipStarts: [Int: (index: Int?, pts: Double?)] = [:]
+    private var lastFrames: [Int: (index: Int?, pts: Double?)] = [:]
     private(set) var mostSessionsOpen = 0
 
     init(plan: PipelinePlan, items: [InputItem], slots: SlotPool, frames: BoundedQueue<FrameQueueEntry>,
@@ -446,9 +458,20 @@ private final class ModelStage: @unchecked Sendable {
         for entry in entries {
             switch entry {
             case .frame(let frame):
-                if case let result?? = next.next() { reports.push(.result(item: frame.item, result)) }
+                if case var result?? = next.next() {
+                    let clip = result.clipRecord
+                    result.clipRecord = nil
+                    reports.push(.result(item: frame.item, result))
+                    if let clip { reports.push(.result(item: frame.item, FrameResult(record: clip))) }
+                }
             case .end(let item, let error, let cancelled):
+                // A clip the video's end cut short still gets its record (not when the run stopped).
+                if !cancelled, failedSessions[item] == nil, let partial = sessions[item]?.finish() {
+                    reports.push(.result(item: item, FrameResult(record: clipRecord(item: item, partial))))
+                }
                 sessions[item] = nil
+                clipStarts[item] = nil
+                lastFrames[item] = nil
                 let sessionError = failedSessions.removeValue(forKey: item)
                 reports.push(.end(item: item, error: error ?? sessionError, cancelled: cancelled))
             }
@@ -513,6 +536,17 @@ private final class ModelStage: @unchecked Sendable {
         }
     }
 
+    /// The record of a clip that ended at the video's latest frame.
+    private func clipRecord(item: Int, _ clip: ClipLogits) -> ResultRecord {
+        let first = clipStarts[item], last = lastFrames[item]
+        var record = ResultRecord(source: items[item].path,
+                                  clip: ClipSpan(index: clip.index, frames: clip.frames, firstFrame: first?.index ?? nil,
+                                                 lastFrame: last?.index ?? nil, firstPTS: first?.pts ?? nil, lastPTS: last?.pts ?? nil),
+                                  model: plan.model.name)
+        record.topK = mapper.predictions(fromLogits: Tensor(shape: [1, clip.logits.count], data: clip.logits))[0]
+        return record
+    }
+
     /// One frame through its video's session (opened at the video's first frame). A session that fails
     /// ends that video with the error; its remaining frames are dropped.
     private func step(_ model: any StreamingVideoModel, _ frame: PreparedFrame) -> FrameResult? {
@@ -528,10 +562,17 @@ private final class ModelStage: @unchecked Sendable {
                 sessions[frame.item] = session
                 mostSessionsOpen = max(mostSessionsOpen, sessions.count)
             }
+            if clipStarts[frame.item] == nil { clipStarts[frame.item] = (frame.frameIndex, frame.pts) }
+            lastFrames[frame.item] = (frame.frameIndex, frame.pts)
             switch try session.step(tensor) {
-            case .logits(let logits, _):
+            case .logits(let logits, let clip):
                 record.topK = mapper.predictions(fromLogits: Tensor(shape: [1, logits.count], data: logits))[0]
-                return FrameResult(record: record, image: frame.image)
+                var result = FrameResult(record: record, image: frame.image)
+                if let clip {
+                    result.clipRecord = clipRecord(item: frame.item, clip)
+                    clipStarts[frame.item] = nil
+                }
+                return result
             case .mask(let map):
                 record.mask = mapper.summary(of: map)
                 return FrameResult(record: record, image: frame.image, mask: map)

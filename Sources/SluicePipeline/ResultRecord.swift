@@ -33,14 +33,36 @@ public struct MaskSummary: Codable, Sendable, Equatable {
     }
 }
 
+/// The clip a video classifier's clip record covers: its number in the video (from 0), its frame count,
+/// and its first and last frames (index and timestamp).
+public struct ClipSpan: Codable, Sendable, Equatable {
+    public var index: Int
+    public var frames: Int
+    public var firstFrame: Int?
+    public var lastFrame: Int?
+    public var firstPTS: Double?
+    public var lastPTS: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case index, frames, firstFrame = "first_frame", lastFrame = "last_frame", firstPTS = "first_pts", lastPTS = "last_pts"
+    }
+
+    public init(index: Int, frames: Int, firstFrame: Int?, lastFrame: Int?, firstPTS: Double?, lastPTS: Double?) {
+        self.index = index; self.frames = frames; self.firstFrame = firstFrame; self.lastFrame = lastFrame
+        self.firstPTS = firstPTS; self.lastPTS = lastPTS
+    }
+}
+
 /// The result of one item (an image, or a frame of a video): what was run on what, and either the
 /// outputs or the error. A job's output is complete even when some inputs were bad. Outputs are typed by
 /// task: `top_k` (classification), `mask` (segmentation), `answers` (question answering); only the
-/// ones a task produces appear in the JSON.
+/// ones a task produces appear in the JSON. A video classifier also writes one record per clip: `clip`
+/// (its span) and the clip's `top_k`, without `frame_index`.
 public struct ResultRecord: Codable, Sendable, Equatable {
     public var source: String
     public var frameIndex: Int?
     public var pts: Double?
+    public var clip: ClipSpan?
     public var model: String
     public var topK: [Prediction]?
     public var mask: MaskSummary?
@@ -48,13 +70,13 @@ public struct ResultRecord: Codable, Sendable, Equatable {
     public var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case source, frameIndex = "frame_index", pts, model, topK = "top_k", mask, answers, error
+        case source, frameIndex = "frame_index", pts, clip, model, topK = "top_k", mask, answers, error
     }
 
-    public init(source: String, frameIndex: Int? = nil, pts: Double? = nil, model: String,
+    public init(source: String, frameIndex: Int? = nil, pts: Double? = nil, clip: ClipSpan? = nil, model: String,
                 topK: [Prediction]? = nil, mask: MaskSummary? = nil, answers: [Prediction]? = nil,
                 error: String? = nil) {
-        self.source = source; self.frameIndex = frameIndex; self.pts = pts; self.model = model
+        self.source = source; self.frameIndex = frameIndex; self.pts = pts; self.clip = clip; self.model = model
         self.topK = topK; self.mask = mask; self.answers = answers; self.error = error
     }
 
@@ -63,6 +85,7 @@ public struct ResultRecord: Codable, Sendable, Equatable {
         try c.encode(source, forKey: .source)
         try c.encodeIfPresent(frameIndex, forKey: .frameIndex)
         try c.encodeIfPresent(pts, forKey: .pts)
+        try c.encodeIfPresent(clip, forKey: .clip)
         try c.encode(model, forKey: .model)
         try c.encodeIfPresent(topK, forKey: .topK)
         try c.encodeIfPresent(mask, forKey: .mask)
@@ -101,18 +124,24 @@ public final class JSONLinesSink: RecordSink {
 }
 
 /// CSV: one row per record. Classification rows hold the top-k predictions (index, label, score);
-/// with `masks`, rows hold the mask's size and file, then its k largest classes (index, label, fraction).
+/// with `masks`, rows hold the mask's size and file, then its k largest classes (index, label, fraction);
+/// with `clips` (video classifiers), rows say which clip a clip record covers (clip_index, clip_frames;
+/// empty on frame rows).
 public final class CSVSink: RecordSink {
     private let handle: FileHandle
     private let topK: Int
     private let masks: Bool
+    private let clips: Bool
     private var wroteHeader = false
 
-    public init(handle: FileHandle, topK: Int, masks: Bool = false) { self.handle = handle; self.topK = topK; self.masks = masks }
+    public init(handle: FileHandle, topK: Int, masks: Bool = false, clips: Bool = false) {
+        self.handle = handle; self.topK = topK; self.masks = masks; self.clips = clips
+    }
 
     public func write(_ record: ResultRecord) throws {
         if !wroteHeader {
             var header = ["source", "frame_index", "pts", "model", "error"]
+            if clips { header += ["clip_index", "clip_frames"] }
             if masks {
                 header += ["width", "height", "mask_file"]
                 for rank in 1...max(topK, 1) { header += ["class_\(rank)", "label_\(rank)", "fraction_\(rank)"] }
@@ -124,6 +153,7 @@ public final class CSVSink: RecordSink {
         }
         var fields = [record.source, record.frameIndex.map(String.init) ?? "", record.pts.map { "\($0)" } ?? "",
                       record.model, record.error ?? ""]
+        if clips { fields += [record.clip.map { String($0.index) } ?? "", record.clip.map { String($0.frames) } ?? ""] }
         if masks {
             let mask = record.mask
             fields += [mask.map { String($0.width) } ?? "", mask.map { String($0.height) } ?? "", mask?.file ?? ""]
@@ -171,7 +201,7 @@ public final class TeeSink: RecordSink {
 
 public enum Sinks {
     /// A sink for `path` chosen by extension (.jsonl/.json/.ndjson or .csv); nil path means stdout JSONL.
-    public static func open(path: String?, topK: Int, masks: Bool = false) throws -> RecordSink {
+    public static func open(path: String?, topK: Int, masks: Bool = false, clips: Bool = false) throws -> RecordSink {
         guard let path else { return JSONLinesSink(handle: .standardOutput, ownsHandle: false) }
         let url = URL(fileURLWithPath: path)
         let csv: Bool
@@ -187,7 +217,7 @@ public enum Sinks {
             throw PipelineError.cannotWrite(path)
         }
         let handle = try FileHandle(forWritingTo: file.temporary)
-        return ReplacingSink(csv ? CSVSink(handle: handle, topK: topK, masks: masks) : JSONLinesSink(handle: handle, ownsHandle: true),
+        return ReplacingSink(csv ? CSVSink(handle: handle, topK: topK, masks: masks, clips: clips) : JSONLinesSink(handle: handle, ownsHandle: true),
                              file: file)
     }
 }

@@ -15,6 +15,7 @@ struct Benchmark: ParsableCommand {
     @Option(name: .customLong("set"), help: "Segmenter setting KEY=VALUE[,KEY=VALUE] as for `infer` (mode=whole|slide, crop, stride).")
     var settings: [String] = []
     @Option(help: "Fewest timed passes.") var passes = 5
+    @Option(help: "Video models: frames per timed clip (one clip, stepped frame by frame).") var frames = 8
     @Flag(help: "Print each layer's median wall time inside the forward pass instead (one JSON line per layer; models that report layers only).")
     var layers = false
     @OptionGroup var threadOptions: ThreadOptions
@@ -22,6 +23,10 @@ struct Benchmark: ParsableCommand {
     func run() throws {
         threadOptions.apply()
         let (card, loaded) = try loadModel(model, weights: weights)
+        if case .streamingVideo(let network) = loaded, let trecvit = network as? TRecViT {
+            try timeVideo(trecvit)
+            return
+        }
         let side = card.input.image.fixedSide ?? 512
         var (height, width) = (side, side)
         if let size {
@@ -93,6 +98,29 @@ struct Benchmark: ParsableCommand {
         }
         print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"batch\": %d, \"size\": \"%dx%d\", \"mode\": \"%@\", \"passes\": %d, \"ms_median\": %.1f}",
                      Parallel.threads, input.shape[0], input.shape[1], input.shape[2], mode, times.count, median(times)))
+    }
+
+    /// Times TRecViT's official clip forward on one clip of `frames` random frames: the median ms per frame.
+    func timeVideo(_ model: TRecViT) throws {
+        guard frames > 0 else { throw CommandError("--frames must be positive") }
+        var configuration = try Infer.videoConfiguration(model.configuration, settings)
+        configuration.framesPerClip = frames
+        let network = model.with(configuration)
+        let side = configuration.gridHeight * configuration.patch
+        var generator = SplitMix64(seed: 1)
+        let video = Tensor(shape: [1, frames, side, side, 3],
+                           data: (0..<(frames * side * side * 3)).map { _ in Float.random(in: 0..<1, using: &generator) })
+        _ = try network.classify(videos: video)
+        var times: [Double] = []
+        var failure: Error?
+        repeatPasses {
+            let start = DispatchTime.now().uptimeNanoseconds
+            do { _ = try network.classify(videos: video) } catch { failure = error }
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(frames))
+        }
+        if let failure { throw CommandError("\(failure)") }
+        print(String(format: "{\"engine\": \"sluice\", \"threads\": %d, \"model\": \"%@\", \"frames\": %d, \"passes\": %d, \"ms_per_frame_median\": %.3f}",
+                     Parallel.threads, self.model, frames, times.count, median(times)))
     }
 
     /// Runs `pass` at least 5 times and for at least `seconds`; the seconds it took.

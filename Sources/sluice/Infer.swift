@@ -9,14 +9,17 @@ struct Infer: ParsableCommand {
         discussion: """
             Classifiers write logits [N, classes]. Segmenters write logits [N, classes, H, W] at the input's size, \
             as mmseg's encode_decode does (--set mode=whole, the default here), or averaged over sliding windows \
-            (--set mode=slide, with the card's crop and stride unless --set crop=N|HxW,stride=N|HxW).
+            (--set mode=slide, with the card's crop and stride unless --set crop=N|HxW,stride=N|HxW). Video \
+            classifiers (TRecViT) take videos [N, T, H, W, 3] in [0, 1] (frames / 255, as the official Colab) and \
+            write the clip-averaged logits [N, classes] of the official forward (--set frames_per_clip=N, default \
+            the card's 32: T // N clips of equal length).
             """)
 
     @Option(help: "Registered model name.") var model: String
     @Option(help: "Checkpoint (default: the imported weights).") var weights: String?
     @Option(help: "Input .npy (NAME=FILE for models with several inputs).") var input: [String]
     @Option(help: "Output .npy.") var output: String
-    @Option(name: .customLong("set"), help: "Model setting KEY=VALUE[,KEY=VALUE] (segmenters: mode, crop, stride).")
+    @Option(name: .customLong("set"), help: "Model setting KEY=VALUE[,KEY=VALUE] (segmenters: mode, crop, stride; video classifiers: frames_per_clip).")
     var settings: [String] = []
     @OptionGroup var threadOptions: ThreadOptions
 
@@ -30,6 +33,16 @@ struct Infer: ParsableCommand {
             x = try NPY.read(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw CommandError("\(error)")
+        }
+        if case .streamingVideo(let network) = loaded, let trecvit = network as? TRecViT {
+            guard x.rank == 5, x.shape[4] == 3 else {
+                throw CommandError("\(path): expected videos [N, T, H, W, 3] in [0, 1], got \(x.shape)")
+            }
+            let configured = trecvit.with(try Self.videoConfiguration(trecvit.configuration, settings))
+            let logits: Tensor
+            do { logits = try configured.classify(videos: x).logits } catch { throw CommandError("\(path): \(error)") }
+            do { try NPY.write(logits, to: URL(fileURLWithPath: output)) } catch { throw CommandError("\(error)") }
+            return
         }
         guard x.rank == 4, x.shape[1] == 3 else {
             throw CommandError("\(path): expected NCHW input [N, 3, H, W], got \(x.shape)")
@@ -47,13 +60,26 @@ struct Infer: ParsableCommand {
             }
             result = upernet.segment(x.nchwToNHWC()).nhwcToNCHW()
         default:
-            throw CommandError("\(model) does \(card.task.rawValue); `infer` runs classifiers and segmenters")
+            throw CommandError("\(model) does \(card.task.rawValue); `infer` runs classifiers, segmenters and video classifiers")
         }
         do {
             try NPY.write(result, to: URL(fileURLWithPath: output))
         } catch {
             throw CommandError("\(error)")
         }
+    }
+
+    /// A video classifier's configuration with `--set` applied (frames_per_clip, mode), each key checked.
+    static func videoConfiguration(_ configuration: TRecViTConfiguration, _ settings: [String]) throws -> TRecViTConfiguration {
+        var result = configuration
+        for pair in settings.flatMap({ $0.split(separator: ",") }) {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else {
+                throw CommandError("--set \(pair): expected KEY=VALUE (\(TRecViTConfiguration.settingKeys.joined(separator: ", ")))")
+            }
+            do { result = try result.setting(parts[0], to: parts[1]) } catch { throw CommandError("--set \(error)") }
+        }
+        return result
     }
 
     /// The segmentation mode that `--set` asks for: whole unless mode=slide; crop and stride default to

@@ -64,7 +64,9 @@ struct Run: ParsableCommand {
         let (card, loaded) = try loadModel(definition.model.name, weights: definition.model.weights)
         let plan: PipelinePlan
         do {
-            plan = try PipelinePlan(card: card, loaded: loaded.settingSegmentationMode(definition.model.mode),
+            let configured = loaded.settingSegmentationMode(definition.model.mode)
+                .settingVideo(framesPerClip: definition.model.framesPerClip, mode: definition.model.clipMode)
+            plan = try PipelinePlan(card: card, loaded: configured,
                                     media: definition.source.media,
                                     postprocessing: definition.postprocessing, overlayFolder: definition.overlay,
                                     maskFolder: definition.masks)
@@ -103,7 +105,8 @@ struct Run: ParsableCommand {
                                      observers: [ProgressBar(total: before.remaining, label: "items"), PipelineMetrics(model: card.name)],
                                      shouldStop: { interrupt.requested })
         let cancelled = summary.cancelled
-        try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK, masks: card.task.makesMasks)
+        try runner.exportSinks(jsonl: definition.jsonl, csv: definition.csv, topK: definition.topK, masks: card.task.makesMasks,
+                               clips: card.task == .videoClassification)
         let totals = try store.status(job: job.id)
         if summary.stopped {
             let how = cancelled ? "cancelled" : "interrupted"

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import SluiceModels
 import SluiceTensor
+import SluiceTestSupport
 
 /// Parity of HorNet with the official module tree (scripts/reference/hornet.py, written from the
 /// official hornet.py with its module names). Weights and inputs come from a deterministic recipe that
@@ -227,23 +228,8 @@ final class HorNetTests: XCTestCase {
 
 /// The deterministic weights and inputs of scripts/reference/hornet.py (see its docstring).
 enum HorNetRecipe {
-    static func fnv1a64(_ text: String) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in text.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return h
-    }
-
     /// u in [-1, 1) for flat indices 0..<count.
-    static func uniform(_ key: String, count: Int) -> [Double] {
-        let seed = fnv1a64(key)
-        return (0..<count).map { i in
-            var z = seed &+ UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z = z ^ (z >> 31)
-            return Double(z >> 40) / Double(1 << 23) - 1
-        }
-    }
+    static func uniform(_ key: String, count: Int) -> [Double] { ParityRecipe.uniform(key, count: count) }
 
     static func offsetScale(_ key: String, _ shape: [Int]) -> (Double, Double) {
         let name = key.split(separator: ".").last.map(String.init) ?? key

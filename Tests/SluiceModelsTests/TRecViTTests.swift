@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import SluiceModels
 import SluiceTensor
+import SluiceTestSupport
 
 /// Parity of TRecViT with the official forward (scripts/reference/trecvit.py, written from
 /// google-deepmind/trecvit and the recurrentgemma layers, over the official Flax parameter tree).
@@ -218,37 +219,14 @@ final class TRecViTTests: XCTestCase {
     }
 }
 
-/// The deterministic weights and videos of scripts/reference/trecvit.py (see its docstring): the
-/// splitmix64 recipe of hornet.py with offsets and scales chosen per Flax leaf.
+/// The deterministic weights and videos of scripts/reference/trecvit.py (see its docstring and
+/// `ParityRecipe`).
 enum TRecViTRecipe {
-    static func offsetScale(_ key: String, _ shape: [Int]) -> (Double, Double) {
-        let parts = key.split(separator: "/").map(String.init)
-        let leaf = parts.last ?? key, module = parts.count > 1 ? parts[parts.count - 2] : ""
-        if key.hasSuffix("rg_lru/a_param") { return (-2, 1.5) }
-        if key.hasSuffix("temporal_pre_norm/scale") { return (0, 0.25) }
-        if leaf == "scale" { return (1, 0.25) }
-        if leaf == "pos_embedding" || leaf == "cls" { return (0, 0.5) }
-        if leaf == "bias" || leaf == "b" { return (0, 0.2) }
-        if module == "conv_1d" && leaf == "w" { return (0, 0.5) }
-        let fanIn: Int
-        if leaf == "w" { fanIn = shape[1] }
-        else if module == "out" { fanIn = shape[0] * shape[1] }
-        else if shape.count == 5 { fanIn = shape.dropLast().reduce(1, *) }
-        else { fanIn = shape[0] }
-        return (0, (3.0 / Double(fanIn)).squareRoot())
-    }
-
-    static func tensor(_ key: String, _ shape: [Int]) -> Tensor {
-        let (offset, scale) = offsetScale(key, shape)
-        return Tensor(shape: shape, data: HorNetRecipe.uniform(key, count: shape.reduce(1, *)).map { Float(offset + scale * $0) })
-    }
-
     static func stateDict(_ shapes: [(String, [Int])]) -> StateDict {
-        StateDict(shapes.map { ($0.0, tensor($0.0, $0.1)) })
+        StateDict(shapes.map { ($0.0, Tensor(shape: $0.1, data: ParityRecipe.trecvitValues($0.0, $0.1))) })
     }
 
-    /// [b, t, h, w, 3] in [0, 1): (u + 1) / 2 from the key "video".
     static func video(_ shape: [Int]) -> Tensor {
-        Tensor(shape: shape, data: HorNetRecipe.uniform("video", count: shape.reduce(1, *)).map { Float(($0 + 1) / 2) })
+        Tensor(shape: shape, data: ParityRecipe.videoValues(count: shape.reduce(1, *)))
     }
 }

@@ -47,12 +47,17 @@ Run with Debian's interpreter, which has torch:
     /usr/bin/python3 scripts/reference/trecvit.py                      # fixtures
     /usr/bin/python3 scripts/reference/trecvit.py export VARIANT OUT.npz  # recipe weights, official keys
     /usr/bin/python3 scripts/reference/trecvit.py bench VARIANT WEIGHTS.npz THREADS FRAMES [SECONDS]
+    .work/venv-bench/bin/python scripts/reference/trecvit.py bench-onnx VARIANT WEIGHTS.npz THREADS FRAMES [SECONDS]
+(`bench-onnx` needs onnxruntime: scripts/bench/setup-venv makes .work/venv-bench.)
 """
 import json
 import math
 import os
 import sys
+import tempfile
 import time
+import warnings
+from contextlib import redirect_stdout
 
 import numpy as np
 import torch
@@ -313,6 +318,7 @@ CASES = [
     ("reduced_remainder_pixels", REDUCED, [1, 3, 40, 50, 3], 3),  # VALID drops the 8 and 2 extra pixels
     ("full_b_4_frames", official_config("B"), [1, 4, 224, 224, 3], 4),
     ("full_b_8_frames", official_config("B"), [1, 8, 224, 224, 3], 4),
+    ("mu_cli", official_config("mu"), [1, 4, 224, 224, 3], 2),      # `sluice infer --set frames_per_clip=2`
 ]
 
 
@@ -358,21 +364,133 @@ def export(variant, path):
 
 
 def bench(variant, weights, threads, frames, seconds=3.0):
-    """Frames per second of the official clip forward (one clip of `frames` frames, 224x224)."""
+    """Frames per second of the official clip forward (one clip of `frames` frames, 224x224); also the
+    median over passes of each pass's ms per frame."""
     torch.set_num_threads(threads)
     c = official_config(variant)
     p = {k: torch.from_numpy(v) for k, v in np.load(weights).items()}
     video = torch.from_numpy(np.random.default_rng(0).random((1, frames, 224, 224, 3), dtype=np.float32))
+    times = []
     with torch.no_grad():
         forward(p, video, c, frames)
-        count, start = 0, time.perf_counter()
-        while count < 2 or time.perf_counter() - start < seconds:
+        start = time.perf_counter()
+        while len(times) < 2 or time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
             forward(p, video, c, frames)
-            count += 1
+            times.append(time.perf_counter() - t0)
         elapsed = time.perf_counter() - start
+    count = len(times)
     print(json.dumps({"engine": "torch", "version": torch.__version__, "threads": threads, "variant": variant,
                       "frames": frames, "frames_per_s": count * frames / elapsed,
-                      "ms_per_frame": 1000 * elapsed / (count * frames)}), flush=True)
+                      "ms_per_frame": 1000 * elapsed / (count * frames),
+                      "ms_per_frame_median": 1000 * float(np.median(times)) / frames, "passes": count}), flush=True)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ClipLogits(torch.nn.Module):
+    """`forward(p, video, c, frames)["logits"]` for one clip, with the flat dict's tensors as buffers (so
+    the exporter stores them as initializers)."""
+
+    def __init__(self, p, c, frames):
+        super().__init__()
+        self.keys, self.c, self.frames = list(p), c, frames
+        for i, k in enumerate(self.keys):
+            self.register_buffer("p%d" % i, p[k])
+
+    def forward(self, video):
+        p = {k: getattr(self, "p%d" % i) for i, k in enumerate(self.keys)}
+        return forward(p, video, self.c, self.frames)["logits"]
+
+
+def bench_onnx(variant, weights, threads, frames, seconds=3.0):
+    """As `bench`, with the clip forward (video [1, FRAMES, 224, 224, 3] -> logits [1, classes]) exported to
+    ONNX by the TorchScript-based exporter (dynamo=False, opset 17; the conv taps and the RG-LRU scan are
+    Python loops over the fixed FRAMES, so they unroll) and run by onnxruntime on the CPU (intra-op threads
+    THREADS, inter-op 1, sequential, default graph optimisations). Cached as
+    .work/bench/trecvit_VARIANT-fFRAMES-wSIZE-MTIME.onnx (keyed by the weights file's size and mtime; written
+    under a temporary name, then renamed; older entries for the same variant and frames are removed). On
+    export (or with TRECVIT_ONNX_CHECK=1) onnxruntime's logits are checked against the torch forward: max
+    |difference| / max |logit| must be <= 1e-4; the error is kept next to the cache entry and reported."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        sys.exit("bench-onnx: onnxruntime is not installed for %s; run scripts/bench/setup-venv and use "
+                 ".work/venv-bench/bin/python" % sys.executable)
+    torch.set_num_threads(threads)
+    c = official_config(variant)
+    st = os.stat(weights)
+    cache = os.path.join(ROOT, ".work", "bench")
+    prefix = "trecvit_%s-f%d-" % (variant, frames)
+    base = "%sw%d-%d.onnx" % (prefix, st.st_size, st.st_mtime_ns)
+    path = os.path.join(cache, base)
+    check_path = path + ".check.json"
+    p = None
+    video = np.random.default_rng(0).random((1, frames, 224, 224, 3), dtype=np.float32)
+    if not os.path.exists(path):
+        os.makedirs(cache, exist_ok=True)
+        p = {k: torch.from_numpy(v) for k, v in np.load(weights).items()}
+        start = time.perf_counter()
+        # Exported into a scratch folder, then moved (any external data file first, the .onnx last): a killed
+        # export leaves no half-written cache entry.
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            try:
+                # The tracer's warnings are expected: shapes, the clip count and the loops are static here.
+                with torch.no_grad(), redirect_stdout(sys.stderr), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    warnings.simplefilter("ignore", DeprecationWarning)      # the legacy exporter's notice
+                    torch.onnx.export(ClipLogits(p, c, frames), (torch.from_numpy(video),), os.path.join(tmp, base),
+                                      dynamo=False, opset_version=17, input_names=["video"],
+                                      output_names=["logits"], do_constant_folding=True)
+            except Exception as e:
+                sys.exit("bench-onnx: torch %s could not export TRecViT-%s (%d frames) to ONNX: %s: %s"
+                         % (torch.__version__, variant, frames, type(e).__name__,
+                            str(e).strip().splitlines()[0] if str(e).strip() else ""))
+            for f in sorted(os.listdir(tmp), key=lambda f: f == base):
+                os.replace(os.path.join(tmp, f), os.path.join(cache, f))
+        for f in os.listdir(cache):                      # stale entries for other weights files
+            if f.startswith(prefix) and not f.startswith(base) and (".onnx" in f):
+                os.remove(os.path.join(cache, f))
+        print("exported %s (%.0f MB) in %.0f s" % (path, os.path.getsize(path) / 1e6, time.perf_counter() - start),
+              file=sys.stderr, flush=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"video": video})[0]        # also the warm-up
+    if p is not None or os.environ.get("TRECVIT_ONNX_CHECK") == "1" or not os.path.exists(check_path):
+        if p is None:
+            p = {k: torch.from_numpy(v) for k, v in np.load(weights).items()}
+        with torch.no_grad():
+            expected = forward(p, torch.from_numpy(video), c, frames)["logits"].numpy()
+        error = float(np.abs(got - expected).max() / np.abs(expected).max())
+        print("bench-onnx: TRecViT-%s, %d frames: onnxruntime vs torch logits, max relative error %.2e"
+              % (variant, frames, error), file=sys.stderr, flush=True)
+        if not error <= 1e-4:
+            sys.exit("bench-onnx: onnxruntime's logits differ from torch's by %.2e (relative to max |logit|, "
+                     "limit 1e-4); a stale %s? delete it and rerun" % (error, path))
+        with open(check_path + ".tmp", "w") as f:
+            json.dump({"max_rel_error": error, "torch": torch.__version__, "onnxruntime": ort.__version__}, f)
+        os.replace(check_path + ".tmp", check_path)
+        p = None
+    else:
+        with open(check_path) as f:
+            error = json.load(f)["max_rel_error"]
+    times = []
+    start = time.perf_counter()
+    while len(times) < 2 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        session.run(None, {"video": video})
+        times.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    count = len(times)
+    print(json.dumps({"engine": "onnxruntime", "version": ort.__version__, "threads": threads, "variant": variant,
+                      "frames": frames, "frames_per_s": count * frames / elapsed,
+                      "ms_per_frame": 1000 * elapsed / (count * frames),
+                      "ms_per_frame_median": 1000 * float(np.median(times)) / frames, "passes": count,
+                      "max_rel_error": error}), flush=True)
 
 
 if __name__ == "__main__":
@@ -381,5 +499,8 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "bench":
         bench(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
               float(sys.argv[6]) if len(sys.argv) > 6 else 3.0)
+    elif len(sys.argv) > 1 and sys.argv[1] == "bench-onnx":
+        bench_onnx(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+                   float(sys.argv[6]) if len(sys.argv) > 6 else 3.0)
     else:
         write_fixtures()
