@@ -425,9 +425,9 @@ private final class ModelStage: @unchecked Sendable {
     }
 
     func run() {
-        // Batched models gather up to maxBatch frames (ends ride along in order); streaming models step
-        // each frame as it comes.
-        let batchLimit = plan.batchesAcrossItems ? options.maxBatch : 1
+        // Up to maxBatch frames (ends ride along in order): one forward pass for stateless models; for
+        // streaming models each video's frames among them step together, in order.
+        let batchLimit = options.maxBatch
         var entries: [FrameQueueEntry] = []
         while let first = frames.pop() {
             entries.removeAll(keepingCapacity: true)
@@ -524,7 +524,19 @@ private final class ModelStage: @unchecked Sendable {
             }
             return results
         case .streamingVideo(let model):
-            return batch.map { frame in step(model, frame) }
+            // Each video's frames in this batch step together, in order; results go back in queue order.
+            var results = [FrameResult?](repeating: nil, count: batch.count)
+            var order: [Int] = []
+            var positions: [Int: [Int]] = [:]
+            for (position, frame) in batch.enumerated() {
+                if positions[frame.item] == nil { order.append(frame.item) }
+                positions[frame.item, default: []].append(position)
+            }
+            for item in order {
+                let mine = positions[item]!
+                for (position, result) in zip(mine, step(model, mine.map { batch[$0] })) { results[position] = result }
+            }
+            return results
         case .questionAnswerer:
             // Refused when the plan is compiled.
             return batch.map { frame in
@@ -547,40 +559,44 @@ private final class ModelStage: @unchecked Sendable {
         return record
     }
 
-    /// One frame through its video's session (opened at the video's first frame). A session that fails
-    /// ends that video with the error; its remaining frames are dropped.
-    private func step(_ model: any StreamingVideoModel, _ frame: PreparedFrame) -> FrameResult? {
-        let tensor = input([frame][...])
-        var record = record(frame)
-        if failedSessions[frame.item] != nil { return nil }
+    /// One video's frames through its session (opened at the video's first frame), in order. A session
+    /// that fails ends that video with the error; its remaining frames are dropped.
+    private func step(_ model: any StreamingVideoModel, _ frames: [PreparedFrame]) -> [FrameResult?] {
+        let item = frames[0].item
+        let tensors = frames.map { input([$0][...]) }
+        if failedSessions[item] != nil { return frames.map { _ in nil } }
         do {
             let session: any VideoSession
-            if let open = sessions[frame.item] {
+            if let open = sessions[item] {
                 session = open
             } else {
                 session = try model.openSession(prompt: .none)
-                sessions[frame.item] = session
+                sessions[item] = session
                 mostSessionsOpen = max(mostSessionsOpen, sessions.count)
             }
-            if clipStarts[frame.item] == nil { clipStarts[frame.item] = (frame.frameIndex, frame.pts) }
-            lastFrames[frame.item] = (frame.frameIndex, frame.pts)
-            switch try session.step(tensor) {
-            case .logits(let logits, let clip):
-                record.topK = mapper.predictions(fromLogits: Tensor(shape: [1, logits.count], data: logits))[0]
-                var result = FrameResult(record: record, image: frame.image)
-                if let clip {
-                    result.clipRecord = clipRecord(item: frame.item, clip)
-                    clipStarts[frame.item] = nil
+            let outputs = try session.step(frames: tensors)
+            return zip(frames, outputs).map { frame, output in
+                var record = record(frame)
+                if clipStarts[item] == nil { clipStarts[item] = (frame.frameIndex, frame.pts) }
+                lastFrames[item] = (frame.frameIndex, frame.pts)
+                switch output {
+                case .logits(let logits, let clip):
+                    record.topK = mapper.predictions(fromLogits: Tensor(shape: [1, logits.count], data: logits))[0]
+                    var result = FrameResult(record: record, image: frame.image)
+                    if let clip {
+                        result.clipRecord = clipRecord(item: item, clip)
+                        clipStarts[item] = nil
+                    }
+                    return result
+                case .mask(let map):
+                    record.mask = mapper.summary(of: map)
+                    return FrameResult(record: record, image: frame.image, mask: map)
                 }
-                return result
-            case .mask(let map):
-                record.mask = mapper.summary(of: map)
-                return FrameResult(record: record, image: frame.image, mask: map)
             }
         } catch {
-            sessions[frame.item] = nil
-            failedSessions[frame.item] = "\(items[frame.item].path): frame \(frame.frameIndex ?? 0): \(error)"
-            return nil
+            sessions[item] = nil
+            failedSessions[item] = "\(items[item].path): frame \(frames[0].frameIndex ?? 0): \(error)"
+            return frames.map { _ in nil }
         }
     }
 }

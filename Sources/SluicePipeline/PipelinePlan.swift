@@ -67,14 +67,6 @@ public struct PipelinePlan: Sendable {
                       media: media, postprocessing: postprocessing, overlayFolder: overlayFolder,
                       maskFolder: maskFolder)
     }
-
-    /// Whether frames of different items may share a forward pass.
-    var batchesAcrossItems: Bool {
-        switch model.loaded {
-        case .classifier, .segmenter: return true
-        case .streamingVideo, .questionAnswerer: return false
-        }
-    }
 }
 
 public enum PlanError: Error, CustomStringConvertible {

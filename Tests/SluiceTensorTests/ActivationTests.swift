@@ -57,4 +57,19 @@ final class ActivationTests: XCTestCase {
         XCTAssertEqual(FastMath.tanh(200), 1)
         XCTAssertEqual(FastMath.sigmoid(200), 1)
     }
+
+    /// The eight-lane exp is the scalar one lane by lane, bit for bit, clamps included.
+    func testEightLaneExpEqualsTheScalarOne() {
+        var generator = SplitMix64(seed: 7)
+        var values: [Float] = [-200, -87.4, -87.33654, -1e-8, 0, 1e-8, 88.37626, 88.4, 200, .infinity, -.infinity]
+        values += (0..<4000).map { _ in Float.random(in: -100...100, using: &generator) }
+        while values.count % 8 != 0 { values.append(1) }
+        for start in stride(from: 0, to: values.count, by: 8) {
+            let lanes = SIMD8<Float>(values[start..<start + 8])
+            let vector = FastMath.exp(lanes)
+            for lane in 0..<8 {
+                XCTAssertEqual(vector[lane].bitPattern, FastMath.exp(lanes[lane]).bitPattern, "exp(\(lanes[lane]))")
+            }
+        }
+    }
 }
