@@ -18,6 +18,8 @@ public struct ModelCard: Sendable {
     public var ignoredKeySuffixes: [String]
     /// What joins module paths in the official checkpoint's keys: "." (PyTorch) or "/" (Flax .npz).
     public var keySeparator = "."
+    /// Which other registered model a checkpoint that does not fit looks like, if the family can tell.
+    public var recognize: (@Sendable ([String: Tensor]) -> String?)?
     /// Builds the model, asking the reader for every weight by its official name.
     let construct: @Sendable (WeightReader) throws -> LoadedModel
     /// Maps a checkpoint's key names to the official ones before validation (e.g. a re-release that
@@ -58,7 +60,14 @@ public struct ModelCard: Sendable {
     /// unexpected tensor, if any.
     public func load(_ weights: WeightReader, source: String = "weights") throws -> LoadedModel {
         let model = try construct(weights)
-        try weights.finish(model: name, source: source)
+        do {
+            try weights.finish(model: name, source: source)
+        } catch ModelError.weightsMismatch(let model, let source, var problems) {
+            if let tensors = weights.log.tensors, let other = recognize?(tensors), other != name {
+                problems.insert("the checkpoint looks like \(other)", at: 0)
+            }
+            throw ModelError.weightsMismatch(model: model, source: source, problems: problems)
+        }
         return model
     }
 
@@ -156,6 +165,7 @@ extension ModelRegistry {
                              task: .videoClassification, input: .crop(input), labels: labels,
                              construct: { .streamingVideo(TRecViT(configuration: configuration, weights: $0)) })
         card.keySeparator = "/"
+        card.recognize = { TRecViTConfiguration.recognize($0) }
         return card
     }
 }

@@ -104,6 +104,20 @@ public struct TRecViTConfiguration: Codable, Sendable, Equatable {
         ("trecvit_l", "L"),
     ]
 
+    /// The registered variant a checkpoint's widths and depth match ("trecvit_s (width 384, 12 layers)"),
+    /// from its `tokenizer/cls` and encoder blocks.
+    public static func recognize(_ tensors: [String: Tensor]) -> String? {
+        guard let width = tensors["tokenizer/cls"]?.shape.last else { return nil }
+        let depth = Set(tensors.keys.compactMap { key -> Int? in
+            guard key.hasPrefix("encoder/encoderblock_") else { return nil }
+            return Int(key.dropFirst("encoder/encoderblock_".count).prefix { $0 != "/" })
+        }).count
+        let layers = depth == 1 ? "1 layer" : "\(depth) layers"
+        guard let match = officialNames.first(where: { variant($0.variant).map { $0.width == width && $0.depth == depth } ?? false })
+        else { return "a TRecViT of width \(width) with \(layers), which is no registered variant" }
+        return "\(match.name) (width \(width), \(layers))"
+    }
+
     /// The settings `sluice infer --set` and pipelines may change: frames_per_clip and mode.
     public static let settingKeys = ["frames_per_clip", "mode"]
 

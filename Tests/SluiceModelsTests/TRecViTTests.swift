@@ -184,6 +184,7 @@ final class TRecViTTests: XCTestCase {
         XCTAssertThrowsError(try card.load(stateDict: Checkpoint.load(url), source: url.lastPathComponent)) { error in
             let text = "\(error)"
             XCTAssertTrue(text.hasPrefix("reduced_checkpoint.npz: weights do not fit trecvit_mu:"), text)
+            XCTAssertTrue(text.contains("looks like a TRecViT of width 32 with 2 layers, which is no registered variant"), text)
             XCTAssertTrue(text.contains("tokenizer/pos_embedding has shape [1, 6, 32], expected [1, 196, 32]"), text)
             XCTAssertTrue(text.contains("unexpected encoder/residualblock_01/temporal_pre_norm/scale"), text)
             XCTAssertTrue(text.contains("decoder/cls_head/kernel has shape [48, 10], expected [3072, 400]"), text)

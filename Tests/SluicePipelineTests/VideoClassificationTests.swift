@@ -186,6 +186,21 @@ final class VideoClassificationTests: XCTestCase {
         XCTAssertEqual(rows.count, 1 + 9 + 3)
         XCTAssertTrue(rows[4].contains(",trecvit_mu,,0,3,"), String(rows[4]))
 
+        // Imported into the store ('/' keys kept), then found by name.
+        let home = folder.appendingPathComponent("home")
+        let imported = try SluiceCLI.run(["models", "import", weights.path, "--model", "trecvit_mu"], home: home)
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let stored = try SluiceCLI.run(["classify-video", dog, "--model", "trecvit_mu", "--sample", "fps=2",
+                                        "--set", "frames_per_clip=3", "--top-k", "3"], home: home)
+        XCTAssertEqual(stored.status, 0, stored.stderr)
+        XCTAssertEqual(stored.stdout.split(separator: "\n").map(String.init), lines.map(String.init))
+        let otherVariant = try SluiceCLI.run(["models", "import", weights.path, "--model", "trecvit_ti"], home: home)
+        XCTAssertEqual(otherVariant.status, 1)
+        XCTAssertTrue(otherVariant.stderr.contains("weights do not fit trecvit_ti: "), otherVariant.stderr)
+        XCTAssertTrue(otherVariant.stderr.contains("problem(s): the checkpoint looks like trecvit_mu (width 32, 1 layer); "),
+                      otherVariant.stderr)
+        XCTAssertTrue(otherVariant.stderr.contains("tokenizer/cls has shape [1, 1, 32], expected [1, 1, 192]"), otherVariant.stderr)
+
         let wrong = try SluiceCLI.run(["classify-video", dog, "--model", "efficientnet_lite0"])
         XCTAssertEqual(wrong.stderr, "sluice: error: efficientnet_lite0 does image-classification, not video classification (see `sluice models list`)\n")
         let sample = try SluiceCLI.run(["classify-video", dog, "--sample", "fps=0"])
