@@ -388,11 +388,10 @@ public final class TRecViTSession: VideoSession {
         var x = tokens(frames)
         for index in 0..<c.depth {
             temporal(index, &x, positions: positions)
-            spatial(model.layers[index], &x, frames: frames.count)
+            if index < c.depth - 1 { spatial(model.layers[index], &x, frames: frames.count) }
         }
-        let clsRows = Tensor(shape: [frames.count, c.width], data: (0..<frames.count).flatMap { f in
-            x.data[f * c.tokens * c.width..<(f * c.tokens + 1) * c.width]
-        })
+        // The decoder reads only the cls tokens, so after the last layer's attention only their rows go on.
+        let clsRows = lastSpatial(model.layers[c.depth - 1], x, frames: frames.count)
         var features = model.preLogits(model.encoderNorm(clsRows)).data
         for i in features.indices { features[i] = Foundation.tanh(features[i]) }
 
@@ -558,6 +557,37 @@ public final class TRecViTSession: VideoSession {
 
     /// ② encoderblock, each frame's tokens attending among themselves: x += MHSA(LN₀ x); x += MLP(LN₁ x).
     private func spatial(_ layer: TRecViT.Layer, _ x: inout Tensor, frames: Int) {
+        let attended = attention(layer, x, frames: frames)
+        let projected = layer.attentionOut(attended)
+        x.data.withUnsafeMutableBufferPointer { xp in
+            projected.data.withUnsafeBufferPointer { pp in for i in 0..<xp.count { xp[i] += pp[i] } }
+        }
+        let mlp = layer.mlp1(layer.mlp0(layer.norm1(x), activation: .geluTanh))
+        x.data.withUnsafeMutableBufferPointer { xp in
+            mlp.data.withUnsafeBufferPointer { mp in for i in 0..<xp.count { xp[i] += mp[i] } }
+        }
+    }
+
+    /// The last encoderblock for the cls rows alone [frames, width]: every token still feeds the
+    /// attention, but only cls outputs reach the decoder.
+    private func lastSpatial(_ layer: TRecViT.Layer, _ x: Tensor, frames: Int) -> Tensor {
+        let c = model.configuration
+        let attended = attention(layer, x, frames: frames)
+        func clsRows(_ t: Tensor) -> Tensor {
+            Tensor(shape: [frames, c.width], data: (0..<frames).flatMap { f in
+                t.data[f * c.tokens * c.width..<(f * c.tokens + 1) * c.width]
+            })
+        }
+        var cls = clsRows(x)
+        let projected = layer.attentionOut(clsRows(attended))
+        for i in 0..<cls.count { cls.data[i] += projected.data[i] }
+        let mlp = layer.mlp1(layer.mlp0(layer.norm1(cls), activation: .geluTanh))
+        for i in 0..<cls.count { cls.data[i] += mlp.data[i] }
+        return cls
+    }
+
+    /// Multi-head self-attention of each frame's tokens (before the output projection): [frames · tokens, width].
+    private func attention(_ layer: TRecViT.Layer, _ x: Tensor, frames: Int) -> Tensor {
         let c = model.configuration
         let (n, width, heads, dh) = (c.tokens, c.width, c.numHeads, c.headDim)
         let qkv = layer.qkv(layer.norm0(x))
@@ -585,14 +615,7 @@ public final class TRecViTSession: VideoSession {
                 }
             }
         }
-        let projected = layer.attentionOut(Tensor(shape: [frames * n, width], data: attended))
-        x.data.withUnsafeMutableBufferPointer { xp in
-            projected.data.withUnsafeBufferPointer { pp in for i in 0..<xp.count { xp[i] += pp[i] } }
-        }
-        let mlp = layer.mlp1(layer.mlp0(layer.norm1(x), activation: .geluTanh))
-        x.data.withUnsafeMutableBufferPointer { xp in
-            mlp.data.withUnsafeBufferPointer { mp in for i in 0..<xp.count { xp[i] += mp[i] } }
-        }
+        return Tensor(shape: [frames * n, width], data: attended)
     }
 }
 
