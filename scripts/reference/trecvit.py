@@ -196,9 +196,10 @@ def rms_norm(p, name, x, eps=1e-6):
 def block_diagonal_linear(p, name, x):
     w, b = p[name + "/w"], p[name + "/b"]
     heads = w.shape[0]
-    xs = x.reshape(*x.shape[:-1], heads, w.shape[1])
-    y = torch.einsum("...hi,hij->...hj", xs, w) + b
-    return y.reshape(*x.shape[:-1], heads * w.shape[2])
+    lead = x.shape[:-1]
+    xs = x.reshape(-1, heads, w.shape[1]).transpose(0, 1)      # [heads, rows, in/heads]
+    y = torch.matmul(xs, w).transpose(0, 1) + b               # [rows, heads, out/heads]
+    return y.reshape(*lead, heads * w.shape[2])
 
 
 def conv1d(p, name, x, segment_pos):
@@ -207,15 +208,15 @@ def conv1d(p, name, x, segment_pos):
     w, b = p[name + "/w"], p[name + "/b"]
     width = w.shape[0]
     t = x.shape[1]
-    out = torch.zeros_like(x)
+    out = x * w[width - 1]
     boundary = (segment_pos != 0).to(x.dtype)            # [B, t]
-    for shift in range(min(width, t)):
+    for shift in range(1, min(width, t)):
         window = x[:, : t - shift]                         # x_{s - shift} for outputs s = shift..t-1
         mask = torch.ones(x.shape[0], t - shift, dtype=x.dtype)
         for k in range(1, shift + 1):                      # a boundary between s - shift and s cuts the tap
             mask = mask * boundary[:, k: t - shift + k]
         contribution = window * mask[:, :, None] * w[width - shift - 1]
-        out[:, shift:] += contribution
+        out = out + F.pad(contribution, (0, 0, shift, 0))  # out of place: no scatter in an exported graph
     return out + b
 
 
@@ -248,13 +249,18 @@ def residual_block(p, name, x, segment_pos):
 
 
 def attention(p, name, x):
-    q = torch.einsum("...nd,dhk->...nhk", x, p[name + "/query/kernel"]) + p[name + "/query/bias"]
-    k = torch.einsum("...nd,dhk->...nhk", x, p[name + "/key/kernel"]) + p[name + "/key/bias"]
-    v = torch.einsum("...nd,dhk->...nhk", x, p[name + "/value/kernel"]) + p[name + "/value/bias"]
-    q = q / math.sqrt(q.shape[-1])
-    weights = torch.softmax(torch.einsum("...qhd,...khd->...hqk", q, k), dim=-1)
-    o = torch.einsum("...hqk,...khd->...qhd", weights, v)
-    return torch.einsum("...nhk,hkd->...nd", o, p[name + "/out/kernel"]) + p[name + "/out/bias"]
+    """Flax MultiHeadDotProductAttention (DenseGeneral q/k/v [d, heads, dh], query scaled by 1/sqrt(dh)),
+    as plain matrix products over [batch, tokens, d]."""
+    d = x.shape[-1]
+    heads, dh = p[name + "/query/kernel"].shape[1:]
+
+    def project(part):
+        y = x @ p[name + "/%s/kernel" % part].reshape(d, heads * dh) + p[name + "/%s/bias" % part].reshape(-1)
+        return y.reshape(*x.shape[:-1], heads, dh).transpose(-3, -2)      # [..., heads, tokens, dh]
+    q, k, v = project("query") / math.sqrt(dh), project("key"), project("value")
+    o = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v                 # [..., heads, tokens, dh]
+    o = o.transpose(-3, -2).reshape(*x.shape[:-1], heads * dh)
+    return o @ p[name + "/out/kernel"].reshape(heads * dh, d) + p[name + "/out/bias"]
 
 
 def encoder_block(p, name, x):
