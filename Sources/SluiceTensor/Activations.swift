@@ -71,8 +71,10 @@ public enum FastMath {
         p = p * r + 1.6666665459e-1
         p = p * r + 5.0000001201e-1
         let result = p * r * r + r + 1
-        let exponent = SIMD8<Int32>(n, rounding: .towardZero) &+ 127
-        let scale = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: exponent) &<< 23, to: SIMD8<Float>.self)
+        // n is `shifted`'s low mantissa bits (shifted = 1.5·2²³ + n exactly): integer lanes, no per-lane
+        // float-to-int conversion (which Swift's generic SIMD conversion does one lane at a time).
+        let exponent = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127
+        let scale = unsafeBitCast(exponent &<< 23, to: SIMD8<Float>.self)
         return result * scale
     }
 

@@ -102,7 +102,11 @@ extension Softmax {
             let r = data + row * count
             var lanes = SIMD8<Float>(repeating: -.infinity)
             var j = 0
-            while j + 8 <= count { lanes = pointwiseMax(lanes, load(r + j)); j += 8 }
+            while j + 8 <= count {
+                let v = load(r + j)
+                lanes = lanes.replacing(with: v, where: v .> lanes)
+                j += 8
+            }
             var m = lanes.max()
             while j < count { m = max(m, r[j]); j += 1 }
             let shift = SIMD8<Float>(repeating: m)
