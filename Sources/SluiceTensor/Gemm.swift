@@ -42,13 +42,14 @@ extension BLAS {
     /// product in OpenBLAS's order whichever tile computes it, up to its own kernel choice).
     public static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                            accumulate: Bool = false, epilogue: GemmEpilogue = .none) {
+                            accumulate: Bool = false, epilogue: GemmEpilogue = .none, minimumTileRows: Int = 256) {
         guard m > 0, n > 0 else { return }
         let threads = Parallel.threads
         // OpenBLAS packs the weights again for every call, so tiles are large (~1 MiB of C; 256 KiB
         // tiles, which fit this Zen 3's 512 KiB L2, measured no faster on Lite0's early layers);
-        // without an epilogue one thread takes all rows in one call.
-        let rowsForCache = max(256, (262144 / n) & ~15)
+        // without an epilogue one thread takes all rows in one call. A caller whose epilogue is cheap
+        // next to re-packing wide weights asks for taller tiles (`minimumTileRows`).
+        let rowsForCache = max(minimumTileRows, (262144 / n) & ~15)
         let box = UnsafeSendable((a, b, c, epilogue.biasPointer))
         // Starting C at the bias and accumulating (beta = 1) replaces OpenBLAS's own beta = 0 pass
         // (measured 7% of EfficientNet-Lite0) and the bias pass with one write.
@@ -120,6 +121,8 @@ extension BLAS {
 public struct Linear: Sendable {
     public var weight: Tensor   // [out, in]
     public var bias: Tensor?    // [out]
+    /// The shortest row tile `BLAS.gemm` may use (taller tiles re-pack the weights less often).
+    public var minimumTileRows = 256
     public init(weight: Tensor, bias: Tensor?) {
         precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
         if let bias { precondition(bias.shape == [weight.shape[0]], "bias \(bias.shape) does not fit \(weight.shape)") }
@@ -141,7 +144,7 @@ public struct Linear: Sendable {
                     withOptionalPointer(bias?.data) { bp in
                         BLAS.gemm(m: rows, n: outFeatures, k: inFeatures, a: xp.baseAddress!, lda: inFeatures,
                                   b: wp.baseAddress!, ldb: inFeatures, c: out.baseAddress!, ldc: outFeatures,
-                                  epilogue: .bias(bp, activation: activation))
+                                  epilogue: .bias(bp, activation: activation), minimumTileRows: minimumTileRows)
                     }
                 }
             }

@@ -76,8 +76,8 @@ struct ClassifyVideo: ParsableCommand {
         } catch {
             throw CommandError("\(error)")
         }
-        // A video's frames step 4 at a time: larger matrix products, the same values.
-        let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: 4, maxWait: 0.05))
+        // A video's frames step 8 at a time: larger matrix products, the same values.
+        let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: 8, maxWait: 0.05))
         let summary = try executor.run(items, sink: sink, observers: [ProgressBar(total: items.count, label: "videos"),
                                                                      PipelineMetrics(model: card.name)])
         try sink.close()
