@@ -307,7 +307,7 @@ public struct TRecViT: StreamingVideoModel {
         for video in 0..<n {
             for clip in 0..<clipCount {
                 let session = TRecViTSession(model: self, framesPerClip: clipLength, mode: .clip)
-                // Several frames per step: the same values, with larger matrix products.
+                // Several frames per step: the same values up to rounding, with larger matrix products.
                 var frame = 0
                 while frame < clipLength {
                     let count = min(Self.framesPerStep, clipLength - frame)
@@ -382,7 +382,8 @@ public final class TRecViTSession: VideoSession {
 
     public func step(_ frame: Tensor) throws -> FrameOutput { try step(frames: [frame])[0] }
 
-    /// Steps `frames` [1, H, W, 3] in order: one output per frame, as stepping them one by one gives.
+    /// Steps `frames` [1, H, W, 3] in order: one output per frame, as stepping them one by one gives (up
+    /// to float rounding: the products' row tiling differs).
     public func step(frames: [Tensor]) throws -> [FrameOutput] {
         let c = model.configuration
         for frame in frames {

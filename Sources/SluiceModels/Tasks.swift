@@ -147,8 +147,8 @@ public protocol StreamingVideoModel: Sendable {
 public protocol VideoSession: AnyObject {
     /// Feeds the next frame [1, H, W, 3]; the output for this frame.
     func step(_ frame: Tensor) throws -> FrameOutput
-    /// Feeds the next frames in order; an output per frame, as stepping them one at a time gives (a
-    /// model may share work across them).
+    /// Feeds the next frames in order; an output per frame, as stepping them one at a time gives up to
+    /// float rounding (a model may share work across them).
     func step(frames: [Tensor]) throws -> [FrameOutput]
     /// The video has ended: the clip its end cut short, for models that report clips.
     func finish() -> ClipLogits?

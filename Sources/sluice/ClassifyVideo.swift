@@ -76,7 +76,7 @@ struct ClassifyVideo: ParsableCommand {
         } catch {
             throw CommandError("\(error)")
         }
-        // A video's frames step 8 at a time: larger matrix products, the same values.
+        // A video's frames step 8 at a time: larger matrix products, the same values up to float rounding.
         let executor = PipelineExecutor(plan: plan, options: .init(maxBatch: 8, maxWait: 0.05))
         let summary = try executor.run(items, sink: sink, observers: [ProgressBar(total: items.count, label: "videos"),
                                                                      PipelineMetrics(model: card.name)])
