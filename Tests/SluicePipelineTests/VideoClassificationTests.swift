@@ -22,6 +22,15 @@ final class VideoClassificationTests: XCTestCase {
         return (card, try card.load(stateDict: StateDict(weights)))
     }
 
+    /// trecvit_mu with the reference's recipe weights, written as FOLDER/trecvit_mu.safetensors.
+    static func muWeights(in folder: URL) throws -> URL {
+        let card = try ModelRegistry.card(named: "trecvit_mu")
+        let weights = folder.appendingPathComponent("trecvit_mu.safetensors")
+        try Safetensors.write(card.parameterShapes.map { ($0.0, Tensor(shape: $0.1, data: ParityRecipe.trecvitValues($0.0, $0.1))) },
+                              to: weights)
+        return weights
+    }
+
     func run(_ items: [InputItem], sampling: VideoSampling, framesPerClip: Int = 4, overlays: String? = nil)
         throws -> (PipelineExecutor.Summary, CollectingSink) {
         let (card, loaded) = try Self.smallModel(framesPerClip: framesPerClip)
@@ -133,10 +142,7 @@ final class VideoClassificationTests: XCTestCase {
     /// two clips of 2 matches scripts/reference/trecvit.py; a wrong --set key and a wrong rank are one line.
     func testInferOnVideosMatchesTheReference() throws {
         let folder = try temporaryFolder()
-        let card = try ModelRegistry.card(named: "trecvit_mu")
-        let weights = folder.appendingPathComponent("trecvit_mu.safetensors")
-        try Safetensors.write(card.parameterShapes.map { ($0.0, Tensor(shape: $0.1, data: ParityRecipe.trecvitValues($0.0, $0.1))) },
-                              to: weights)
+        let weights = try Self.muWeights(in: folder)
         let input = folder.appendingPathComponent("video.npy"), output = folder.appendingPathComponent("logits.npy")
         try NPY.write(Tensor(shape: [1, 4, 224, 224, 3], data: ParityRecipe.videoValues(count: 4 * 224 * 224 * 3)), to: input)
         let run = try SluiceCLI.run(["infer", "--model", "trecvit_mu", "--weights", weights.path, "--input", input.path,
@@ -162,10 +168,7 @@ final class VideoClassificationTests: XCTestCase {
     /// `classify-video` end to end: JSONL with frame and clip records, CSV with the clip columns, an overlay.
     func testClassifyVideoCommand() throws {
         let folder = try temporaryFolder()
-        let card = try ModelRegistry.card(named: "trecvit_mu")
-        let weights = folder.appendingPathComponent("trecvit_mu.safetensors")
-        try Safetensors.write(card.parameterShapes.map { ($0.0, Tensor(shape: $0.1, data: ParityRecipe.trecvitValues($0.0, $0.1))) },
-                              to: weights)
+        let weights = try Self.muWeights(in: folder)
         let jsonl = folder.appendingPathComponent("r.jsonl"), csv = folder.appendingPathComponent("r.csv")
         let overlays = folder.appendingPathComponent("overlays")
         let run = try SluiceCLI.run(["classify-video", dog, "--model", "trecvit_mu", "--weights", weights.path,

@@ -376,20 +376,26 @@ def bench(variant, weights, threads, frames, seconds=3.0):
     c = official_config(variant)
     p = {k: torch.from_numpy(v) for k, v in np.load(weights).items()}
     video = torch.from_numpy(np.random.default_rng(0).random((1, frames, 224, 224, 3), dtype=np.float32))
-    times = []
     with torch.no_grad():
         forward(p, video, c, frames)
-        start = time.perf_counter()
-        while len(times) < 2 or time.perf_counter() - start < seconds:
-            t0 = time.perf_counter()
-            forward(p, video, c, frames)
-            times.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - start
+        rates = timed_passes(lambda: forward(p, video, c, frames), frames, seconds)
+    print(json.dumps(dict({"engine": "torch", "version": torch.__version__, "threads": threads, "variant": variant,
+                           "frames": frames}, **rates)), flush=True)
+
+
+def timed_passes(run, frames, seconds):
+    """At least 2 passes of `run` (after the caller's warm-up) and `seconds`: frames per second, mean and
+    median ms per frame, passes."""
+    times = []
+    start = time.perf_counter()
+    while len(times) < 2 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
     count = len(times)
-    print(json.dumps({"engine": "torch", "version": torch.__version__, "threads": threads, "variant": variant,
-                      "frames": frames, "frames_per_s": count * frames / elapsed,
-                      "ms_per_frame": 1000 * elapsed / (count * frames),
-                      "ms_per_frame_median": 1000 * float(np.median(times)) / frames, "passes": count}), flush=True)
+    return {"frames_per_s": count * frames / elapsed, "ms_per_frame": 1000 * elapsed / (count * frames),
+            "ms_per_frame_median": 1000 * float(np.median(times)) / frames, "passes": count}
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -484,19 +490,9 @@ def bench_onnx(variant, weights, threads, frames, seconds=3.0):
     else:
         with open(check_path) as f:
             error = json.load(f)["max_rel_error"]
-    times = []
-    start = time.perf_counter()
-    while len(times) < 2 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        session.run(None, {"video": video})
-        times.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - start
-    count = len(times)
-    print(json.dumps({"engine": "onnxruntime", "version": ort.__version__, "threads": threads, "variant": variant,
-                      "frames": frames, "frames_per_s": count * frames / elapsed,
-                      "ms_per_frame": 1000 * elapsed / (count * frames),
-                      "ms_per_frame_median": 1000 * float(np.median(times)) / frames, "passes": count,
-                      "max_rel_error": error}), flush=True)
+    rates = timed_passes(lambda: session.run(None, {"video": video}), frames, seconds)
+    print(json.dumps(dict({"engine": "onnxruntime", "version": ort.__version__, "threads": threads, "variant": variant,
+                           "frames": frames}, **rates, max_rel_error=error)), flush=True)
 
 
 if __name__ == "__main__":
