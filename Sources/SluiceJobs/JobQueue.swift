@@ -55,6 +55,29 @@ public protocol JobQueue: Sendable {
     /// they were written), reading them as it goes rather than loading the job. An item failed through
     /// `fail` yields one error record for its source with an empty model.
     func records(job: String, _ body: (ResultRecord) throws -> Void) throws
+
+    /// Up to `limit` finished items (done or failed) with their records, a page at a time: in input
+    /// order after position `cursor`, or in the order they finished after sequence number `cursor`
+    /// (sequence numbers count a job's finished items from 1, so a reader that kept the last one it saw
+    /// resumes exactly where it stopped). Start with -1 (input) or 0 (finish order).
+    func finished(job: String, order: FinishedOrder, after cursor: Int, limit: Int) throws -> [FinishedItem]
+}
+
+public enum FinishedOrder: Sendable { case input, finish }
+
+/// An item that is done or failed, as a page of `JobQueue.finished` returns it.
+public struct FinishedItem: Sendable, Equatable {
+    /// Its place in the order items finished, from 1.
+    public var sequence: Int
+    public var position: Int
+    public var source: String
+    /// Its records (an item failed through `fail` has one error record with an empty model).
+    public var records: [ResultRecord]
+    public var error: String?
+
+    public init(sequence: Int, position: Int, source: String, records: [ResultRecord], error: String?) {
+        self.sequence = sequence; self.position = position; self.source = source; self.records = records; self.error = error
+    }
 }
 
 /// A job is identified by its pipeline text and its inputs, so running the same command again resumes

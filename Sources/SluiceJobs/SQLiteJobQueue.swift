@@ -94,7 +94,19 @@ public final class SQLiteJobQueue: JobQueue {
             // Claims look for the lowest open items; done and failed ones stay out of the way.
             try db.execute(sql: "CREATE INDEX item_open ON item(jobId, position) WHERE state IN ('pending', 'claimed')")
         }
+        // Finished items are numbered in the order they finished, so a progress stream can resume after
+        // the last one a client saw. Items finished before keep their input order.
+        migrator.registerMigration("v4: finish order") { db in
+            try db.alter(table: "item") { t in t.add(column: "finishedSeq", .integer) }
+            try db.execute(sql: "UPDATE item SET finishedSeq = position + 1 WHERE state IN ('done', 'failed')")
+            try db.execute(sql: "CREATE INDEX item_finished ON item(jobId, finishedSeq) WHERE finishedSeq IS NOT NULL")
+        }
         return migrator
+    }
+
+    /// The next finish sequence number of the job (inside the writing transaction).
+    private static func nextSequence(_ db: Database, job: String) throws -> Int {
+        (try Int.fetchOne(db, sql: "SELECT MAX(finishedSeq) FROM item WHERE jobId = ?", arguments: [job]) ?? 0) + 1
     }
 
     enum State: String { case pending, claimed, done, failed }
@@ -274,13 +286,15 @@ public final class SQLiteJobQueue: JobQueue {
         try database.write { db in
             try Self.checkHeld(db, job: job, worker: worker, leases: results.map(\.lease))
             let update = try db.makeStatement(sql: """
-                UPDATE item SET state = ?, error = ?, record = ?, failure = NULL,
+                UPDATE item SET state = ?, error = ?, record = ?, failure = NULL, finishedSeq = ?,
                                 leaseOwner = NULL, leaseToken = NULL, leaseExpiresAt = NULL
                 WHERE jobId = ? AND position = ?
                 """)
+            var sequence = try Self.nextSequence(db, job: job)
             for (lease, error, json) in rows {
                 try update.execute(arguments: [error == nil ? State.done.rawValue : State.failed.rawValue,
-                                               error, json, job, lease.position])
+                                               error, json, sequence, job, lease.position])
+                sequence += 1
             }
         }
     }
@@ -289,10 +303,10 @@ public final class SQLiteJobQueue: JobQueue {
         try database.write { db in
             try Self.checkHeld(db, job: job, worker: worker, leases: [lease])
             try db.execute(sql: """
-                UPDATE item SET state = 'failed', error = ?, failure = ?, record = NULL,
+                UPDATE item SET state = 'failed', error = ?, failure = ?, record = NULL, finishedSeq = ?,
                                 leaseOwner = NULL, leaseToken = NULL, leaseExpiresAt = NULL
                 WHERE jobId = ? AND position = ?
-                """, arguments: [reason.description, reason.kind, job, lease.position])
+                """, arguments: [reason.description, reason.kind, try Self.nextSequence(db, job: job), job, lease.position])
         }
     }
 
@@ -325,6 +339,28 @@ public final class SQLiteJobQueue: JobQueue {
                 for line in lines.split(separator: "\n") {
                     try body(try decoder.decode(ResultRecord.self, from: Data(line.utf8)))
                 }
+            }
+        }
+    }
+
+    public func finished(job: String, order: FinishedOrder, after cursor: Int, limit: Int) throws -> [FinishedItem] {
+        let decoder = JSONDecoder()
+        let key = order == .input ? "position" : "finishedSeq"
+        return try database.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT position, source, record, error, finishedSeq FROM item
+                WHERE jobId = ? AND state IN ('done', 'failed') AND finishedSeq IS NOT NULL AND \(key) > ?
+                ORDER BY \(key) LIMIT ?
+                """, arguments: [job, cursor, max(0, limit)]).map { row in
+                let source: String = row["source"], error: String? = row["error"]
+                var records: [ResultRecord] = []
+                if let lines: String = row["record"] {
+                    records = try lines.split(separator: "\n").map { try decoder.decode(ResultRecord.self, from: Data($0.utf8)) }
+                } else {
+                    records = [ResultRecord(source: source, model: "", error: error)]
+                }
+                return FinishedItem(sequence: row["finishedSeq"], position: row["position"], source: source,
+                                    records: records, error: error)
             }
         }
     }

@@ -107,7 +107,21 @@ public struct FramePreparer: Sendable {
 
     /// Decodes `path` and brings it to the model's geometry (resize, crop); `normalize` finishes it.
     public func load(path: String) throws -> RGBImage {
-        let image = try decoder.decode(contentsOf: URL(fileURLWithPath: path))
+        prepare(image: try decoder.decode(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Decodes an in-memory image file (an upload) and brings it to the model's geometry; errors call it `name`.
+    public func load(data: Data, name: String) throws -> RGBImage {
+        prepare(image: try decoder.decode(data, name: name))
+    }
+
+    /// Decodes an in-memory image file without bringing it to the model's geometry.
+    public func decode(data: Data, name: String) throws -> RGBImage {
+        try decoder.decode(data, name: name)
+    }
+
+    /// Brings a decoded picture to the model's geometry (resize and crop, or fit within the bounds).
+    public func prepare(image: RGBImage) -> RGBImage {
         switch input {
         case .crop(let p):
             return image.resizeShorterSide(to: p.resizeShorterSide, filter: input.filter).centerCrop(p.cropSize)

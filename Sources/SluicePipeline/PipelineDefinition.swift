@@ -121,8 +121,10 @@ extension PipelineDefinition {
     }
 
     /// Parses and validates a pipeline; throws `PipelineValidationError` listing every problem.
-    public static func parse(_ text: String, file: String, baseDirectory: URL? = nil) throws -> PipelineDefinition {
-        var validator = Validator(file: file, base: baseDirectory)
+    /// `requiresSink: false` accepts a pipeline without `sink` (a server keeps the results itself).
+    public static func parse(_ text: String, file: String, baseDirectory: URL? = nil,
+                             requiresSink: Bool = true) throws -> PipelineDefinition {
+        var validator = Validator(file: file, base: baseDirectory, requiresSink: requiresSink)
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -142,9 +144,12 @@ extension PipelineDefinition {
 private struct Validator {
     let file: String
     let base: URL?
+    let requiresSink: Bool
     var issues: [PipelineIssue] = []
 
-    init(file: String, base: URL?) { self.file = file; self.base = base }
+    init(file: String, base: URL?, requiresSink: Bool = true) {
+        self.file = file; self.base = base; self.requiresSink = requiresSink
+    }
 
     func at(_ node: Node?, _ message: String) -> PipelineIssue {
         PipelineIssue(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, message: message)
@@ -292,13 +297,13 @@ private struct Validator {
                         report(value.key, "sink: 'masks' needs a segmentation model; \(model.name) does \(card.task.rawValue)")
                     }
                 }
-                if fields["jsonl"] == nil && fields["csv"] == nil {
+                if requiresSink && fields["jsonl"] == nil && fields["csv"] == nil {
                     report(entry.value, "sink: name at least one of jsonl, csv")
                 }
             } else {
                 report(entry.value, "'sink' must be a mapping with jsonl and/or csv, got \(describe(entry.value))")
             }
-        } else {
+        } else if requiresSink {
             report(node, "pipeline: missing 'sink' (jsonl and/or csv)")
         }
         guard issues.isEmpty, let source, let model else { return nil }

@@ -43,9 +43,13 @@ public final class PipelineExecutor {
         public var queuedFrames: Int
         /// Items started but not yet written (bounds the reordering held by the writer).
         public var window: Int
+        /// Where forward passes run: the caller's lane when it shares the model with others (a server),
+        /// else the model thread itself.
+        public var lane: InferenceLane?
 
         public init(maxBatch: Int = 8, maxWait: Double = 0.05, decoders: Int? = nil, queuedFrames: Int? = nil,
-                    window: Int = 64) {
+                    window: Int = 64, lane: InferenceLane? = nil) {
+            self.lane = lane
             self.maxBatch = max(1, maxBatch)
             self.maxWait = max(0, maxWait)
             self.decoders = max(1, decoders ?? ProcessInfo.processInfo.activeProcessorCount)
@@ -353,8 +357,10 @@ private final class FrameDecoder: @unchecked Sendable {
     private func decodeImage(_ index: Int, path: String) {
         do {
             if preparer.input.fixedSide != nil {
-                let prepared = try preparer.load(path: path)
-                queue(prepared, item: index, frameIndex: nil, pts: nil, source: nil,
+                // The picture itself is kept only to draw an overlay on.
+                let picture = keepsImages ? try preparer.decode(path: path) : nil
+                let prepared = try picture.map(preparer.prepare(image:)) ?? preparer.load(path: path)
+                queue(prepared, item: index, frameIndex: nil, pts: nil, source: picture,
                       sourceSize: (prepared.width, prepared.height))
             } else {
                 // Dense prediction: the outputs come back at the picture's own size.
@@ -451,7 +457,7 @@ private final class ModelStage: @unchecked Sendable {
         var results: [FrameResult?] = []
         if !batch.isEmpty {
             let started = DispatchTime.now().uptimeNanoseconds
-            results = infer(batch)
+            results = options.lane.map { lane in lane.run { infer(batch) } } ?? infer(batch)
             notify(.batch(frames: batch.count, seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9))
         }
         var next = results.makeIterator()

@@ -81,13 +81,17 @@ public enum PlanError: Error, CustomStringConvertible {
 }
 
 /// Turns model outputs into record fields: top-k predictions from scores, a mask summary from a class map.
-struct OutputMapper: Sendable {
+public struct OutputMapper: Sendable {
     let modelName: String
     let labels: LabelSet
     let postprocessing: Postprocessing
 
+    public init(modelName: String, labels: LabelSet, postprocessing: Postprocessing) {
+        self.modelName = modelName; self.labels = labels; self.postprocessing = postprocessing
+    }
+
     /// Records for a batch of classifier logits [N, classes], one per frame.
-    func predictions(fromLogits logits: Tensor) -> [[Prediction]] {
+    public func predictions(fromLogits logits: Tensor) -> [[Prediction]] {
         Softmax.lastAxis(logits).topK(postprocessing.topK).map { row in
             var predictions = row.map { Prediction(index: $0.index, label: labels.label($0.index), score: $0.value) }
             if let minScore = postprocessing.minScore { predictions = predictions.filter { $0.score >= minScore } }
@@ -97,7 +101,7 @@ struct OutputMapper: Sendable {
 
     /// Each class present in the map with its pixel count and share, most pixels first (ties: lower
     /// index first).
-    func summary(of map: ClassMap) -> MaskSummary {
+    public func summary(of map: ClassMap) -> MaskSummary {
         var histogram = [Int](repeating: 0, count: Int(map.classes.max() ?? 0) + 1)
         for value in map.classes { histogram[Int(value)] += 1 }
         let total = max(1, map.classes.count)

@@ -128,14 +128,21 @@ public final class JSONLinesSink: RecordSink {
 /// with `clips` (video classifiers), rows say which clip a clip record covers (clip_index, clip_frames;
 /// empty on frame rows).
 public final class CSVSink: RecordSink {
-    private let handle: FileHandle
+    private let output: (Data) throws -> Void
+    private let closeOutput: () throws -> Void
     private let topK: Int
     private let masks: Bool
     private let clips: Bool
     private var wroteHeader = false
 
-    public init(handle: FileHandle, topK: Int, masks: Bool = false, clips: Bool = false) {
-        self.handle = handle; self.topK = topK; self.masks = masks; self.clips = clips
+    public convenience init(handle: FileHandle, topK: Int, masks: Bool = false, clips: Bool = false) {
+        self.init(topK: topK, masks: masks, clips: clips, output: { try handle.write(contentsOf: $0) }, close: { try handle.close() })
+    }
+
+    /// Rows go to `output` (a response being streamed), one call per row.
+    public init(topK: Int, masks: Bool = false, clips: Bool = false, output: @escaping (Data) throws -> Void,
+                close: @escaping () throws -> Void = {}) {
+        self.output = output; self.closeOutput = close; self.topK = topK; self.masks = masks; self.clips = clips
     }
 
     public func write(_ record: ResultRecord) throws {
@@ -179,7 +186,7 @@ public final class CSVSink: RecordSink {
 
     private func emit(_ fields: [String]) throws {
         let line = fields.map(Self.quote).joined(separator: ",") + "\n"
-        try handle.write(contentsOf: Data(line.utf8))
+        try output(Data(line.utf8))
     }
 
     /// RFC 4180 quoting: fields with commas, quotes or line breaks are quoted, quotes doubled.
@@ -188,7 +195,7 @@ public final class CSVSink: RecordSink {
         return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
-    public func close() throws { try handle.close() }
+    public func close() throws { try closeOutput() }
 }
 
 /// Writes every record to several sinks (a pipeline's JSONL and CSV outputs).

@@ -50,6 +50,9 @@ struct StderrLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let prefix = event.level >= .warning ? "sluice: " : ""
-        FileHandle.standardError.write(Data("\(prefix)\(event.message)\n".utf8))
+        // Structured context (a server's request id, method, path) follows the message as key=value.
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        let context = merged.isEmpty ? "" : " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        FileHandle.standardError.write(Data("\(prefix)\(event.message)\(context)\n".utf8))
     }
 }

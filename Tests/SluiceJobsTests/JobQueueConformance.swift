@@ -294,6 +294,30 @@ struct JobQueueConformance {
         XCTAssertEqual(count, 2)
     }
 
+    /// Pages of finished items, by input position or in the order they finished, resume after a cursor.
+    func finishedItemsPageByEitherOrder() throws {
+        let queue = try make(TestClock())
+        let job = try queue.submit(name: "j", pipeline: "p", origin: "", items: Self.items(5), fresh: false)
+        let claims = try queue.claim(job: job.id, worker: "w1", limit: 5, lease: Self.hour)
+        try queue.complete(job: job.id, worker: "w1", results: [ItemResult(lease: claims[3].lease, records: Self.records(for: claims[3]))])
+        try queue.fail(job: job.id, worker: "w1", lease: claims[4].lease, reason: .unreadable("gone"))
+        try queue.complete(job: job.id, worker: "w1", results: [
+            ItemResult(lease: claims[1].lease, records: Self.records(for: claims[1], count: 3)),
+            ItemResult(lease: claims[0].lease, records: Self.records(for: claims[0], error: "truncated")),
+        ])
+        let byFinish = try queue.finished(job: job.id, order: .finish, after: 0, limit: 10)
+        XCTAssertEqual(byFinish.map(\.position), [3, 4, 1, 0], "the order they finished in")
+        XCTAssertEqual(byFinish.map(\.sequence), [1, 2, 3, 4])
+        XCTAssertEqual(byFinish[1].error, "unreadable: gone")
+        XCTAssertEqual(byFinish[1].records.map(\.error), ["unreadable: gone"], "a failed item without records has one error record")
+        XCTAssertEqual(byFinish[2].records.map(\.frameIndex), [0, 1, 2])
+        XCTAssertEqual(byFinish[3].error, "truncated")
+        XCTAssertEqual(try queue.finished(job: job.id, order: .finish, after: 2, limit: 1).map(\.position), [1], "resumes after a sequence")
+        XCTAssertEqual(try queue.finished(job: job.id, order: .input, after: -1, limit: 2).map(\.position), [0, 1])
+        XCTAssertEqual(try queue.finished(job: job.id, order: .input, after: 1, limit: 10).map(\.position), [3, 4], "pending items are skipped")
+        XCTAssertEqual(try queue.finished(job: "nope", order: .input, after: -1, limit: 10), [])
+    }
+
     func freshResubmissionStartsOverAndVoidsLeases() throws {
         let clock = TestClock()
         let queue = try make(clock)

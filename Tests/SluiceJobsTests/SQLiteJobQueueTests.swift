@@ -62,6 +62,7 @@ final class SQLiteJobQueueTests: XCTestCase {
     func testCancelStopsClaims() throws { try forEachStore { try $0.cancelStopsClaims() } }
     func testStatusCountsEachState() throws { try forEachStore { try $0.statusCountsEachState() } }
     func testRecordsStreamInPositionOrder() throws { try forEachStore { try $0.recordsStreamInPositionOrder() } }
+    func testFinishedItemsPageByEitherOrder() throws { try forEachStore { try $0.finishedItemsPageByEitherOrder() } }
     func testFreshResubmissionStartsOverAndVoidsLeases() throws {
         try forEachStore { try $0.freshResubmissionStartsOverAndVoidsLeases() }
     }
