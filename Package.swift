@@ -64,7 +64,7 @@ let package = Package(
         ], swiftSettings: avx2),
 
         // The repository, the real weights and the built binary, for every test target.
-        .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport"),
+        .target(name: "SluiceTestSupport", dependencies: ["SluiceModels", "SluiceTensor"], path: "Tests/SluiceTestSupport"),
         .testTarget(name: "SluiceTensorTests", dependencies: ["SluiceTensor", "SluiceModels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceMediaTests", dependencies: ["SluiceMedia", "SluiceModels", "SluiceTestSupport"],
                     resources: [.copy("Fixtures")]),
@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport",
                                                          .product(name: "GRDB", package: "GRDB.swift")],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "SluiceServerTests", dependencies: ["SluiceServer", "SluiceJobs", "SluiceModels", "SluiceTestSupport",
+        .testTarget(name: "SluiceServerTests", dependencies: ["SluiceServer", "SluiceJobs", "SluiceModels", "SluiceMedia", "SluiceTestSupport",
                                                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                            .product(name: "Yams", package: "Yams")]),
     ],

@@ -109,25 +109,34 @@ final class Waiter<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var result: Result<T, any Error>?
     private var continuation: CheckedContinuation<T, any Error>?
+    private var timer: DispatchWorkItem?
 
     var isFinished: Bool { lock.withLock { result != nil } }
 
     func finish(_ value: Result<T, any Error>) {
-        let waiting: CheckedContinuation<T, any Error>? = lock.withLock {
-            guard result == nil else { return nil }
+        let (waiting, timer): (CheckedContinuation<T, any Error>?, DispatchWorkItem?) = lock.withLock {
+            guard result == nil else { return (nil, nil) }
             result = value
-            defer { continuation = nil }
-            return continuation
+            defer { continuation = nil; self.timer = nil }
+            return (continuation, self.timer)
         }
+        // The timer is cancelled, not left to hold the waiter (and its result) until it fires.
+        timer?.cancel()
         waiting?.resume(with: value)
     }
 
     func wait(timeout: Double) async throws -> T {
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [self] in
-            finish(.failure(APIError(status: .serviceUnavailable, code: "timeout",
-                                     message: "no model time within \(Int(timeout)) s; try again later",
-                                     headers: [.retryAfter: "5"])))
+        let timer = DispatchWorkItem { [weak self] in
+            self?.finish(.failure(APIError(status: .serviceUnavailable, code: "timeout",
+                                           message: "no model time within \(Int(timeout)) s; try again later",
+                                           headers: [.retryAfter: "5"])))
         }
+        let armed = lock.withLock {
+            guard result == nil else { return false }
+            self.timer = timer
+            return true
+        }
+        if armed { DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer) }
         return try await withCheckedThrowingContinuation { continuation in
             let ready: Result<T, any Error>? = lock.withLock {
                 if let result { return result }

@@ -12,24 +12,7 @@ import SluiceTestSupport
 final class SegmentCommandTests: XCTestCase {
     static let model = "upernet_hornet_tiny_gf"
 
-    /// Seeded random weights for every parameter of the card (BatchNorm variances positive), as safetensors.
-    static func writeWeights(to url: URL) throws {
-        var random = SplitMix64(seed: 11)
-        let card = try ModelRegistry.card(named: model)
-        let tensors = card.parameterShapes.map { key, shape -> (String, Tensor) in
-            let count = shape.reduce(1, *)
-            let fanIn = max(1, shape.dropFirst().reduce(1, *))
-            let values: [Float] = (0..<count).map { _ in
-                let u = Float.random(in: -1..<1, using: &random)
-                if key.hasSuffix("running_var") { return 1 + 0.5 * u }
-                if shape.count == 1 { return key.hasSuffix("bias") || key.hasSuffix("running_mean") ? 0.1 * u : 1 + 0.2 * u }
-                if key.hasSuffix("gamma1") || key.hasSuffix("gamma2") { return 0.3 * u }
-                return u * (3 / Float(fanIn)).squareRoot()
-            }
-            return (key, Tensor(shape: shape, data: values))
-        }
-        try Safetensors.write(tensors, to: url)
-    }
+    static func writeWeights(to url: URL) throws { try RandomWeights.write(model: model, seed: 11, to: url) }
 
     func testSegmentWritesMasksOverlaysRecordsAndResumes() throws {
         let fm = FileManager.default

@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import XCTest
+import SluiceMedia
+import SluiceModels
 import SluiceServer
 import SluiceTestSupport
 
@@ -287,6 +289,37 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(String(decoding: head.body.dropFirst(4).prefix(4), as: UTF8.self), "ftyp")
         let results = try await server.request(.GET, "/v1/jobs/\(id)/results")
         XCTAssertEqual(results.text.split(separator: "\n").count, records.count)
+    }
+
+    /// `/v1/segment` with UperNet-HorNet-T GF on seeded random weights: a palette PNG at the picture's
+    /// own size, or the classes as JSON with COCO RLE, the same as a job over the same picture gives.
+    func testSegmentAnswersAMaskAtThePictureSize() async throws {
+        let server = try await TestServer.shared()
+        let model = "upernet_hornet_tiny_gf"
+        let weights = ModelStore(home: try TestServer.home()).weightsURL(for: model)
+        if !FileManager.default.fileExists(atPath: weights.path) { try RandomWeights.write(model: model, seed: 11, to: weights) }
+        let chelsea = server.root.appendingPathComponent("photos/chelsea.png")
+        let picture = try ImageDecoder().decode(contentsOf: chelsea)
+        let png = try await server.request(.POST, "/v1/segment?model=\(model)", body: try Data(contentsOf: chelsea))
+        XCTAssertEqual(png.status, 200, png.text)
+        XCTAssertEqual(png.headers.first(name: "Content-Type"), "image/png")
+        let mask = try ImageDecoder(appliesEXIFOrientation: false).decode(png.body, name: "mask")
+        XCTAssertEqual([mask.width, mask.height], [picture.width, picture.height])
+
+        let json = try await server.request(.POST, "/v1/segment?model=\(model)&format=json", body: try Data(contentsOf: chelsea))
+        XCTAssertEqual(json.status, 200, json.text)
+        let summary = try XCTUnwrap(json.json["mask"] as? [String: Any])
+        let classes = summary["classes"] as? [[String: Any]] ?? []
+        XCTAssertEqual(classes.compactMap { $0["pixels"] as? Int }.reduce(0, +), picture.width * picture.height)
+        XCTAssertTrue(classes.allSatisfy { $0["rle"] != nil }, "COCO RLE unless rle=false")
+
+        let submitted = try await server.submit("name: seg\nsource: { images: \(chelsea.path) }\nstages:\n  - model: \(model)\n  - rle: true\n")
+        let id = try XCTUnwrap((submitted.json["job"] as? [String: Any])?["id"] as? String)
+        _ = try await server.waitForJob(id, timeout: 300)
+        let results = try await server.request(.GET, "/v1/jobs/\(id)/results")
+        let record = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(results.text.utf8)) as? [String: Any])
+        let fromJob = (record["mask"] as? [String: Any])?["classes"] as? [[String: Any]] ?? []
+        XCTAssertEqual(fromJob.map { [$0["index"] as? Int, $0["pixels"] as? Int] }, classes.map { [$0["index"] as? Int, $0["pixels"] as? Int] })
     }
 
     func testCancelMidJobKeepsWhatFinished() async throws {
