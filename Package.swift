@@ -45,6 +45,11 @@ let package = Package(
                                                        .product(name: "CoreMetrics", package: "swift-metrics")],
                 swiftSettings: avx2),
         .target(name: "SluiceJobs", dependencies: ["SluicePipeline", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "SluiceDownloads", dependencies: [
+            "SluiceModels", "ZIPFoundation",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .target(name: "SluiceServer", dependencies: [
             "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -58,7 +63,7 @@ let package = Package(
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs", "SluiceServer",
+            "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs", "SluiceServer", "SluiceDownloads",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: avx2),
@@ -76,6 +81,7 @@ let package = Package(
                                                          .product(name: "GRDB", package: "GRDB.swift")],
                     exclude: ["Fixtures"]),
         .testTarget(name: "SluiceServerTests", dependencies: ["SluiceServer", "SluiceJobs", "SluiceModels", "SluiceMedia", "SluiceTestSupport",
+                                                           "SluiceDownloads", .product(name: "Hummingbird", package: "hummingbird"),
                                                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                            .product(name: "Yams", package: "Yams")]),
     ],

@@ -27,7 +27,8 @@ public struct ModelStore: Sendable {
 
     /// Reads any supported checkpoint, checks it against the model's parameter list (reporting every
     /// missing, mis-shaped or unexpected tensor), and writes the store's files.
-    public func importCheckpoint(_ source: URL, model: String) throws -> ImportSummary {
+    /// `provenance` adds fields to the card (where a pulled file came from, its checksum, its licence).
+    public func importCheckpoint(_ source: URL, model: String, provenance: [String: String] = [:]) throws -> ImportSummary {
         let card = try ModelRegistry.card(named: model)
         let format = try Checkpoint.format(of: source)
         let stateDict = try card.sanitize(Checkpoint.load(source))
@@ -47,6 +48,7 @@ public struct ModelStore: Sendable {
             "labels": card.labels.name, "task": card.task.rawValue,
             "imported_at": ISO8601DateFormatter().string(from: Date()),
         ]
+        for (key, value) in provenance { info[key] = value }
         if let p = card.preprocessing {
             info["preprocessing"] = ["resize_shorter_side": p.resizeShorterSide, "crop_size": p.cropSize,
                                      "interpolation": p.interpolation.rawValue, "mean": p.mean, "std": p.std]
