@@ -128,7 +128,8 @@ struct Uploads: Sendable {
             do {
                 if current == nil && text == nil {
                     let disposition = Self.disposition(headers["content-disposition"] ?? "")
-                    if let filename = disposition["filename"] {
+                    // The pipeline is text even when sent as a file (`curl -F pipeline=@p.yaml`).
+                    if let filename = disposition["filename"], disposition["name"] != "pipeline" {
                         current = try begin(name: filename)
                         files.append(current!)
                     } else {
@@ -147,7 +148,7 @@ struct Uploads: Sendable {
         }
         parser.onPartComplete = {
             let disposition = Self.disposition(headers["content-disposition"] ?? "")
-            if current == nil, let filename = disposition["filename"], failure == nil {
+            if current == nil, text == nil, let filename = disposition["filename"], disposition["name"] != "pipeline", failure == nil {
                 // An empty file part: no body callback came.
                 do { files.append(try begin(name: filename)) } catch { failure = error }
             } else if current == nil, let name = disposition["name"] {

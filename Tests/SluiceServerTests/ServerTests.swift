@@ -225,7 +225,8 @@ final class ServerTests: XCTestCase {
         func part(_ headers: String, _ body: Data) {
             form += Data("--\(boundary)\r\n\(headers)\r\n\r\n".utf8) + body + Data("\r\n".utf8)
         }
-        part(#"Content-Disposition: form-data; name="pipeline""#,
+        // Sent as a file, as `curl -F pipeline=@p.yaml` does: still the pipeline.
+        part(#"Content-Disposition: form-data; name="pipeline"; filename="p.yaml""#,
              Data("name: form\nsource: { images: . }\nstages:\n  - model: efficientnet_lite0\n  - topk: 1\nsink: { overlays: overlays }\n".utf8))
         part("Content-Disposition: form-data; name=\"files\"; filename=\"chelsea.png\"\r\nContent-Type: image/png", chelsea)
         part("Content-Disposition: form-data; name=\"files\"; filename=\"hopper.jpg\"\r\nContent-Type: image/jpeg",
