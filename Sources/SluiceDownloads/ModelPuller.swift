@@ -54,15 +54,18 @@ public struct ModelPuller: Sendable {
             sha = try Downloader.sha256(of: file)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? NSNumber)??.intValue ?? 0
-        if let expected = source.sha256, sha != expected {
-            let aside = downloads.appendingPathComponent(source.file + ".rejected-" + sha.prefix(8))
+        // A file that is not the published one is kept aside for inspection, never imported.
+        let aside = downloads.appendingPathComponent(source.file + ".rejected-" + sha.prefix(8))
+        func setAside() {
             try? FileManager.default.removeItem(at: aside)
             try? FileManager.default.moveItem(at: file, to: aside)
+        }
+        if let expected = source.sha256, sha != expected {
+            setAside()
             throw PullError.checksumMismatch(model: source.model, expected: expected, actual: sha, keptAt: aside.path)
         }
         if let bytes = source.bytes, bytes != size {
-            let aside = downloads.appendingPathComponent(source.file + ".rejected-" + sha.prefix(8))
-            try? FileManager.default.moveItem(at: file, to: aside)
+            setAside()
             throw PullError.sizeMismatch(model: source.model, expected: bytes, actual: size, keptAt: aside.path)
         }
         var checkpoint = file

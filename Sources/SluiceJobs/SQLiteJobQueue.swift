@@ -332,13 +332,7 @@ public final class SQLiteJobQueue: JobQueue {
                 ORDER BY position
                 """, arguments: [job])
             while let item = try items.next() {
-                guard let lines: String = item["record"] else {
-                    try body(ResultRecord(source: item["source"], model: "", error: item["error"]))
-                    continue
-                }
-                for line in lines.split(separator: "\n") {
-                    try body(try decoder.decode(ResultRecord.self, from: Data(line.utf8)))
-                }
+                for record in try Self.records(of: item, decoder) { try body(record) }
             }
         }
     }
@@ -352,16 +346,16 @@ public final class SQLiteJobQueue: JobQueue {
                 WHERE jobId = ? AND state IN ('done', 'failed') AND finishedSeq IS NOT NULL AND \(key) > ?
                 ORDER BY \(key) LIMIT ?
                 """, arguments: [job, cursor, max(0, limit)]).map { row in
-                let source: String = row["source"], error: String? = row["error"]
-                var records: [ResultRecord] = []
-                if let lines: String = row["record"] {
-                    records = try lines.split(separator: "\n").map { try decoder.decode(ResultRecord.self, from: Data($0.utf8)) }
-                } else {
-                    records = [ResultRecord(source: source, model: "", error: error)]
-                }
-                return FinishedItem(sequence: row["finishedSeq"], position: row["position"], source: source,
-                                    records: records, error: error)
+                FinishedItem(sequence: row["finishedSeq"], position: row["position"], source: row["source"],
+                             records: try Self.records(of: row, decoder), error: row["error"])
             }
         }
+    }
+
+    /// An item row's records (its `record` column, one JSON line each); an item failed through `fail`
+    /// has none stored and gets one error record for its source with an empty model.
+    private static func records(of row: Row, _ decoder: JSONDecoder) throws -> [ResultRecord] {
+        guard let lines: String = row["record"] else { return [ResultRecord(source: row["source"], model: "", error: row["error"])] }
+        return try lines.split(separator: "\n").map { try decoder.decode(ResultRecord.self, from: Data($0.utf8)) }
     }
 }

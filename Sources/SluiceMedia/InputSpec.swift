@@ -105,16 +105,6 @@ public struct FramePreparer: Sendable {
         normalization = input.normalization
     }
 
-    /// Decodes `path` and brings it to the model's geometry (resize, crop); `normalize` finishes it.
-    public func load(path: String) throws -> RGBImage {
-        prepare(image: try decoder.decode(contentsOf: URL(fileURLWithPath: path)))
-    }
-
-    /// Decodes an in-memory image file (an upload) and brings it to the model's geometry; errors call it `name`.
-    public func load(data: Data, name: String) throws -> RGBImage {
-        prepare(image: try decoder.decode(data, name: name))
-    }
-
     /// Decodes an in-memory image file without bringing it to the model's geometry.
     public func decode(data: Data, name: String) throws -> RGBImage {
         try decoder.decode(data, name: name)
@@ -131,7 +121,7 @@ public struct FramePreparer: Sendable {
     }
 
     /// Decodes `path` without bringing it to the model's geometry (the source picture, for outputs at
-    /// its size); `prepare(frame:)` finishes it.
+    /// its size and overlays); `prepare(image:)` finishes it.
     public func decode(path: String) throws -> RGBImage {
         try decoder.decode(contentsOf: URL(fileURLWithPath: path))
     }

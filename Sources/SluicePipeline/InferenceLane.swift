@@ -9,27 +9,17 @@ public final class InferenceLane: @unchecked Sendable {
     private let lock = NSLock()
     private var waiting = 0
     /// Told the number of passes waiting or running whenever it changes (a metrics gauge).
-    public var onDepthChange: @Sendable (Int) -> Void = { _ in }
+    private let onDepthChange: @Sendable (Int) -> Void
 
-    public init() {}
-
-    /// Passes waiting for the lane or running on it.
-    public var depth: Int { lock.withLock { waiting } }
+    public init(onDepthChange: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.onDepthChange = onDepthChange
+    }
 
     /// Runs `body` on the lane and waits for it (the pipeline's model thread).
     public func run<T>(_ body: () throws -> T) rethrows -> T {
         adjust(+1)
         defer { adjust(-1) }
         return try queue.sync(execute: body)
-    }
-
-    /// Runs `body` on the lane without holding the caller's thread (request handlers).
-    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        adjust(+1)
-        defer { adjust(-1) }
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
-        }
     }
 
     /// Queues `body` on the lane and returns at once.

@@ -356,18 +356,13 @@ private final class FrameDecoder: @unchecked Sendable {
 
     private func decodeImage(_ index: Int, path: String) {
         do {
-            if preparer.input.fixedSide != nil {
-                // The picture itself is kept only to draw an overlay on.
-                let picture = keepsImages ? try preparer.decode(path: path) : nil
-                let prepared = try picture.map(preparer.prepare(image:)) ?? preparer.load(path: path)
-                queue(prepared, item: index, frameIndex: nil, pts: nil, source: picture,
-                      sourceSize: (prepared.width, prepared.height))
-            } else {
-                // Dense prediction: the outputs come back at the picture's own size.
-                let picture = try preparer.decode(path: path)
-                queue(preparer.prepare(frame: picture), item: index, frameIndex: nil, pts: nil, source: picture,
-                      sourceSize: (picture.width, picture.height))
-            }
+            let picture = try preparer.decode(path: path)
+            let prepared = preparer.prepare(image: picture)
+            // Dense prediction: the outputs come back at the picture's own size. Otherwise the picture
+            // is kept only to draw an overlay on.
+            let dense = preparer.input.fixedSide == nil
+            queue(prepared, item: index, frameIndex: nil, pts: nil, source: dense || keepsImages ? picture : nil,
+                  sourceSize: dense ? (picture.width, picture.height) : (prepared.width, prepared.height))
         } catch {
             frames.push(.end(item: index, error: "\(error)", cancelled: false))
             return

@@ -117,12 +117,9 @@ extension SluiceServer {
     }
 
     func readText(_ body: RequestBody, limit: Int) async throws -> String {
-        var bytes: [UInt8] = []
-        for try await buffer in body {
-            bytes += buffer.readableBytesView
-            if bytes.count > limit { throw APIError.tooLarge(limit) }
+        guard let text = String(validating: try await readBytes(body, limit: limit), as: UTF8.self) else {
+            throw APIError.badRequest("the body is not UTF-8 text")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw APIError.badRequest("the body is not UTF-8 text") }
         return text
     }
 
@@ -286,7 +283,7 @@ extension SluiceServer {
         }
         let batcher = batcher(for: card, classifier)
         let image: RGBImage
-        do { image = try batcher.preparer.load(data: data, name: "body") } catch { throw decodeFailure(error) }
+        do { image = batcher.preparer.prepare(image: try batcher.preparer.decode(data: data, name: "body")) } catch { throw decodeFailure(error) }
         let logits = try await batcher.logits(for: image, timeout: configuration.requestTimeout)
         let mapper = OutputMapper(modelName: card.name, labels: card.labels, postprocessing: Postprocessing(topK: topK))
         struct Answer: Encodable { var model: String; var topK: [Prediction]
@@ -313,7 +310,7 @@ extension SluiceServer {
         let preparer = FramePreparer(card.input.image)
         let source: RGBImage
         do { source = try preparer.decode(data: data, name: "body") } catch { throw decodeFailure(error) }
-        let prepared = preparer.prepare(frame: source)
+        let prepared = preparer.prepare(image: source)
         let input = Tensor(uninitialized: [1, prepared.height, prepared.width, 3]) { preparer.normalize(prepared, into: $0) }
         let waiter = Waiter<ClassMap>()
         lane.enqueue {

@@ -31,7 +31,6 @@ public final class SluiceServer: @unchecked Sendable {
     private var classifyBatchers: [String: ClassifyBatcher] = [:]
     private let admitted = NSLock()
     private var interactive = 0
-    let laneDepth: CoreMetrics.Gauge
     private let groupLock = NSLock()
     private var group: ServiceGroup?
 
@@ -41,13 +40,11 @@ public final class SluiceServer: @unchecked Sendable {
         self.configuration = configuration
         self.registry = registry
         self.logger = logger
-        lane = InferenceLane()
+        let laneDepth = CoreMetrics.Gauge(label: "sluice_lane_depth")
+        lane = InferenceLane { laneDepth.record($0) }
         models = ModelCache(store: modelStore)
         jobs = try JobService(configuration: configuration, models: models, lane: lane, logger: logger)
         uploads = Uploads(folder: configuration.uploads, maxBytes: configuration.maxUploadBytes)
-        let gauge = CoreMetrics.Gauge(label: "sluice_lane_depth")
-        laneDepth = gauge
-        lane.onDepthChange = { gauge.record($0) }
     }
 
     /// Loads the configured models (a model that fails to load stops the start, with its error).
@@ -111,7 +108,7 @@ public final class SluiceServer: @unchecked Sendable {
         } else {
             return false
         }
-        let hash = SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        let hash = hexString(SHA256.hash(data: Data(token.utf8)))
         // Compared in full whatever matches, so the time taken does not say how close a guess was.
         var found = false
         for expected in configuration.tokenHashes {
@@ -131,11 +128,8 @@ final class StreamControl: Service, @unchecked Sendable {
     var isStopped: Bool { lock.withLock { stopped } }
 
     func run() async throws {
-        await withGracefulShutdownHandler {
-            while !isStopped { try? await Task.sleep(for: .milliseconds(200)) }
-        } onGracefulShutdown: { [self] in
-            lock.withLock { stopped = true }
-        }
+        try? await gracefulShutdown()
+        lock.withLock { stopped = true }
     }
 }
 
@@ -197,4 +191,9 @@ enum MetricsBootstrap {
     static func sanitize(_ name: String) -> String {
         String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") ? $0 : "_" })
     }
+}
+
+/// Lower-case hex of a digest's bytes, as token hashes and upload names are written.
+func hexString(_ bytes: some Sequence<UInt8>) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
 }

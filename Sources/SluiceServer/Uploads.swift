@@ -55,7 +55,7 @@ struct Uploads: Sendable {
             try? FileManager.default.removeItem(at: temporary)
         }
 
-        var digest: String { hasher.finalize().map { String(format: "%02x", $0) }.joined() }
+        var digest: String { hexString(hasher.finalize()) }
     }
 
     func begin(name: String) throws -> Incoming {
@@ -78,7 +78,7 @@ struct Uploads: Sendable {
         let digests = files.map(\.digest)
         var combined = SHA256()
         for digest in digests { combined.update(data: Data(digest.utf8)) }
-        let key = files.count == 1 ? digests[0] : combined.finalize().map { String(format: "%02x", $0) }.joined()
+        let key = files.count == 1 ? digests[0] : hexString(combined.finalize())
         let target = folder.appendingPathComponent(String(key.prefix(16)), isDirectory: true)
         try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
         var stored: [Stored] = []

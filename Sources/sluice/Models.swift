@@ -51,42 +51,41 @@ struct Models: ParsableCommand {
         @Flag(name: .customLong("accept-license"), help: "Accept the licence of weights that ask for it.") var acceptLicense = false
 
         func run() throws {
-            var sources: [ModelSource] = []
-            for name in models {
+            let sources = try models.map { name throws(CommandError) -> ModelSource in
                 guard ModelRegistry.names.contains(name) else { throw CommandError("\(PullError.unknownModel(name))") }
                 guard let source = ModelSources.source(for: name) else {
                     throw CommandError("\(PullError.noSource(model: name, why: ModelSources.unavailable(name) ?? "no source"))")
                 }
-                sources.append(source)
+                return source
             }
             let mirror = self.mirror ?? Configuration.current.modelMirror
             let accept = acceptLicense
             let store = Configuration.current.modelStore
-            let done = DispatchSemaphore(value: 0)
-            nonisolated(unsafe) var failure: String?
-            Task {
+            try runAsync {
                 let downloader = Downloader()
                 let puller = ModelPuller(store: store, downloader: downloader)
-                for source in sources {
-                    let bar = ByteProgress(label: source.model)
-                    do {
-                        let summary = try await puller.pull(source, mirror: mirror, acceptLicense: accept) { bar.update($0, $1) }
+                do {
+                    for source in sources {
+                        let bar = ByteProgress(label: source.model)
+                        let summary: ModelPuller.Summary
+                        do {
+                            summary = try await puller.pull(source, mirror: mirror, acceptLicense: accept) { bar.update($0, $1) }
+                        } catch {
+                            bar.finish()
+                            throw error
+                        }
                         bar.finish()
                         let check = summary.verified ? "SHA-256 \(summary.sha256) matches the published one"
                             : "SHA-256 \(summary.sha256) (the source publishes none: recorded in \(summary.imported.card.lastPathComponent))"
                         print("pulled \(source.model)\(summary.reused ? " (already downloaded)" : "") from \(mirror ?? source.urls[0]): \(check); "
                               + "\(summary.imported.tensorCount) tensors, \(summary.imported.parameterCount) parameters -> \(summary.imported.weights.path)")
-                    } catch {
-                        bar.finish()
-                        failure = "\(error)"
-                        break
                     }
+                } catch {
+                    try? await downloader.shutdown()
+                    throw error
                 }
                 try? await downloader.shutdown()
-                done.signal()
             }
-            done.wait()
-            if let failure { throw CommandError(failure) }
         }
     }
 }

@@ -56,21 +56,12 @@ struct Serve: ParsableCommand {
         } catch {
             throw CommandError("\(error)")
         }
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var failure: (any Error)?
         let host = settings.host, dataPath = settings.data.path
-        Task {
-            do {
-                try await server.run { port in
-                    log.info("listening on http://\(host):\(port) (data \(dataPath))")
-                }
-            } catch {
-                failure = error
+        try runAsync {
+            try await server.run { port in
+                log.info("listening on http://\(host):\(port) (data \(dataPath))")
             }
-            done.signal()
         }
-        done.wait()
-        if let failure { throw CommandError("\(failure)") }
         log.info("stopped")
     }
 }

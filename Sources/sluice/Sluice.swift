@@ -51,6 +51,19 @@ struct CommandError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
+/// Runs async work from a synchronous command (the root's `main` is synchronous) and waits for it;
+/// an error it throws ends the command as a `CommandError` with its description.
+func runAsync(_ body: @escaping @Sendable () async throws -> Void) throws(CommandError) {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var failure: (any Error)?
+    Task {
+        do { try await body() } catch { failure = error }
+        done.signal()
+    }
+    done.wait()
+    if let failure { throw failure as? CommandError ?? CommandError("\(failure)") }
+}
+
 /// The named model with weights from FILE or the model store, whatever its task.
 func loadModel(_ model: String, weights: String?) throws(CommandError) -> (ModelCard, LoadedModel) {
     do {
