@@ -131,8 +131,23 @@ def truncate(name, keep, source=None):
         f.write(data[:keep])
 
 
+def write_manifest():
+    """Provenance of the fixtures: what made them, the seed, the libraries."""
+    manifest = {
+        "generator": "scripts/reference/checkpoints.py",
+        "seed": 20261123,
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+        "contents": "one small state dict (module Tiny) in every format Sluice reads, the expected values "
+                    "(expected.npz, expected.json) and truncated copies; see the script's docstring",
+    }
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+
+
 def main():
     os.makedirs(os.path.join(OUT, "truncated"), exist_ok=True)
+    write_manifest()
     sd = make_state_dict()
 
     torch.save(sd, os.path.join(OUT, "zip.pth"))

@@ -56,6 +56,30 @@ def preprocess(path, resize=256, crop=224):
     return x.transpose(2, 0, 1)
 
 
+def write_manifest():
+    """Provenance of the fixtures: what made them, from which weights, with which libraries."""
+    import hashlib
+    import json
+    import PIL
+    import torch
+    with open(WEIGHTS, "rb") as f:
+        weights_sha256 = hashlib.sha256(f.read()).hexdigest()
+    manifest = {
+        "generator": "scripts/reference/efficientnet_lite.py",
+        "seed": None,
+        "model": "efficientnet_lite_pytorch 0.1.0 (PyPI wheel), EfficientNet.from_name('efficientnet-lite0')",
+        "weights": {"file": os.path.basename(WEIGHTS), "sha256": weights_sha256},
+        "inputs": IMAGES,
+        "preprocessing": "Resize(256, bicubic) + CenterCrop(224) on the PIL image, (x - 127) / 128, NCHW",
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
+        "files": {"input.npy": "the preprocessed batch, float32 [2, 3, 224, 224]",
+                  "logits.npy": "the official model's logits, float32 [2, 1000]"},
+    }
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+
+
 def main():
     import torch
     model = official_model()
@@ -65,6 +89,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     np.save(os.path.join(OUT, "input.npy"), x.astype(np.float32))
     np.save(os.path.join(OUT, "logits.npy"), logits.astype(np.float32))
+    write_manifest()
     for path, row in zip(IMAGES, logits):
         top = np.argsort(-row)[:3]
         print(path, [(int(i), float(row[i])) for i in top])

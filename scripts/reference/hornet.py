@@ -208,6 +208,9 @@ def fnv1a64(text):
     return h
 
 
+RECIPE_SEED = "recipe: splitmix64 of the FNV-1a 64 hash of each key name (scripts/reference/hornet.py)"
+
+
 def recipe_uniform(key, count):
     """u in [-1, 1), float64, from the splitmix64 finaliser (numpy uint64 arithmetic wraps mod 2^64)."""
     seed = np.uint64(fnv1a64(key))
@@ -317,7 +320,8 @@ def write_fixtures():
         print("%-24s logits %s std %.3f max %.3f | last block gnconv changes logits by %.3f" % (
             name, tuple(logits.shape), logits.std().item(), logits.abs().max().item(), changed))
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
-        json.dump({"generator": "scripts/reference/hornet.py", "torch": torch.__version__, "cases": manifest},
+        json.dump({"generator": "scripts/reference/hornet.py", "seed": RECIPE_SEED, "torch": torch.__version__,
+                   "numpy": np.__version__, "cases": manifest},
                   f, indent=1)
     # mmpretrain names for every key of the reduced GF configuration (covers pws, gammas, norm, head, GF).
     pairs = [[k, mmpretrain_name(k)] for k in build(REDUCED_GF).state_dict().keys()]

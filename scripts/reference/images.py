@@ -34,6 +34,7 @@ import warnings
 
 import numpy as np
 import torch
+import PIL
 from PIL import Image, ImageOps
 
 # Pillow warns that a palette image with a tRNS byte string "should be converted to RGBA"; that file is
@@ -503,6 +504,9 @@ def main():
     build_pipeline_cases()
     build_bad_cases(photo)
 
+    manifest["provenance"] = {"generator": "scripts/reference/images.py", "seed": None,
+                              "pillow": PIL.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                              "inputs": "crops and re-encodings of real photos from ../shared/media/images"}
     with open(path("manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     own = [os.path.join(d, n) for folder in OWN_FOLDERS for d, _, ns in os.walk(os.path.join(OUT, folder)) for n in ns]

@@ -268,6 +268,8 @@ def main():
     written.append(path)
     case("npy", kind="npy")
 
+    manifest["provenance"] = {"generator": "scripts/reference/kernels.py", "seed": 20261123,
+                              "torch": torch.__version__, "numpy": np.__version__}
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")

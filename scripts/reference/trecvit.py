@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hornet import recipe_uniform  # noqa: E402  (the shared splitmix64 recipe)
+from hornet import RECIPE_SEED, recipe_uniform  # noqa: E402  (the shared splitmix64 recipe)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tests", "SluiceModelsTests",
                    "Fixtures", "trecvit")
@@ -358,7 +358,8 @@ def write_fixtures():
     np.savez(os.path.join(OUT, "reduced_checkpoint.npz"),
              **{k: v.numpy() for k, v in recipe_params(REDUCED).items()})
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
-        json.dump({"generator": "scripts/reference/trecvit.py", "torch": torch.__version__, "cases": manifest},
+        json.dump({"generator": "scripts/reference/trecvit.py", "seed": RECIPE_SEED, "torch": torch.__version__,
+                   "numpy": np.__version__, "cases": manifest},
                   f, indent=1)
 
 

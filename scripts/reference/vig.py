@@ -460,7 +460,7 @@ def build(kind, c):
 # FNV-1a of the key seeds a splitmix64 finaliser, u in [-1, 1)), value = float32(offset + scale * u).
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hornet import recipe_uniform  # noqa: E402
+from hornet import RECIPE_SEED, recipe_uniform  # noqa: E402
 
 
 def recipe_offset_scale(key, shape):
@@ -612,7 +612,8 @@ def write_vig_h_fixtures():
         print("%-22s logits %s max %.3f | float32 chunked vs float64 naive %.2e | last o_proj moves logits %.3f" % (
             name, tuple(logits.shape), float(logits.abs().max()), chunk_error, changed))
     with open(os.path.join(H_DIR, "manifest.json"), "w") as f:
-        json.dump({"generator": "scripts/reference/vig.py", "torch": torch.__version__, "cases": manifest}, f,
+        json.dump({"generator": "scripts/reference/vig.py", "seed": RECIPE_SEED, "torch": torch.__version__,
+                   "numpy": np.__version__, "cases": manifest}, f,
                   indent=1)
 
 
@@ -691,6 +692,9 @@ def main():
                                   "logits": f"{case}.logits.npy"})
         print(case, tuple(logits.shape), "max |logit|", float(logits.abs().max()))
     write_full_vig_tiny(manifest)
+    manifest.update({"generator": "scripts/reference/vig.py",
+                     "seed": "torch.Generator seeds 1234 + i (weights), 99 + j (inputs); full_size: " + RECIPE_SEED,
+                     "torch": torch.__version__, "numpy": np.__version__})
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     write_vig_h_fixtures()
