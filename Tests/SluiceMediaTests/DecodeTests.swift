@@ -108,6 +108,26 @@ final class DecodeTests: XCTestCase {
         XCTAssertEqual(parse(huge), .rotatedClockwise, "the orientation entry comes first")
         huge[10] = 0x13
         XCTAssertNil(parse(huge))
+        // Every cut of a valid block, each in a buffer of exactly its length: a read one byte past the end
+        // traps in the checked build `scripts/test` also runs (debug, AddressSanitizer).
+        for block in [little, big] {
+            for length in 0..<20 {
+                XCTAssertNil(parse(Array(block.prefix(length))), "cut to \(length) bytes: the value is not all there")
+            }
+            for length in 20...block.count { XCTAssertNotNil(parse(Array(block.prefix(length)))) }
+        }
+    }
+
+    func testEXIFOfEveryCutJPEGHeaderIsReadWithinBounds() throws {
+        let file = try [UInt8](Data(contentsOf: Fixtures.url("exif/orientation6_le.jpg")))
+        let full = file.withUnsafeBytes { EXIF.jpegOrientation($0) }
+        XCTAssertEqual(full, .rotatedClockwise)
+        var found = 0
+        for length in 0..<min(file.count, 512) {
+            let cut = Array(file.prefix(length))
+            if cut.withUnsafeBytes({ EXIF.jpegOrientation($0) }) == full { found += 1 }
+        }
+        XCTAssertGreaterThan(found, 0, "a header cut after the APP1 segment still has its orientation")
     }
 
     func testFormatIsFoundByMagicBytesNotByName() throws {
