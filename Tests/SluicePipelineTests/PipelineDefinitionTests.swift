@@ -183,4 +183,23 @@ final class PipelineDefinitionTests: XCTestCase {
             XCTAssertNoThrow(try PipelineDefinition.load(contentsOf: folder.appendingPathComponent(file)), file)
         }
     }
+    /// A "billion laughs" document: nine levels of ten aliases each, 10^9 strings once expanded. It is
+    /// never expanded: a list of lists where paths belong is one problem per entry of the outer list.
+    func testAliasBombIsRefusedWithoutExpanding() throws {
+        var lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        for level in 1...8 {
+            lines.append("l\(level): &l\(level) [" + Array(repeating: "*l\(level - 1)", count: 10).joined(separator: ", ") + "]")
+        }
+        lines += ["name: bomb", "source: { images: *l8 }", "stages: [{ model: efficientnet_lite0 }]", "sink: { jsonl: r.jsonl }"]
+        let found = issues(lines.joined(separator: "\n"))
+        XCTAssertFalse(found.isEmpty)
+        XCTAssertLessThanOrEqual(found.count, 20, found.joined(separator: "\n"))
+        XCTAssertTrue(found.allSatisfy { $0.hasPrefix("p.yaml:") }, found.joined(separator: "\n"))
+        // Yams shares an anchored node among its aliases (positions point at the anchor); the validator
+        // looks one level into `images` and stops.
+        XCTAssertTrue(found.contains { $0.hasSuffix("'images' must be a non-empty string, got a list") },
+                      found.joined(separator: "\n"))
+        print("ALIASBOMB \(found.count) issues, first: \(found[0])")
+    }
 }
+

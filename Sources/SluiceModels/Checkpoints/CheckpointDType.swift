@@ -19,6 +19,23 @@ public enum CheckpointDType: String, Sendable, CaseIterable {
     }
 }
 
+/// The product of a tensor's sizes, or nil when it overflows (hostile headers claim sizes like 2^40).
+func checkedElementCount(_ shape: [Int]) -> Int? {
+    var count = 1
+    for size in shape {
+        guard size >= 0 else { return nil }
+        let (product, overflow) = count.multipliedReportingOverflow(by: size)
+        if overflow { return nil }
+        count = product
+    }
+    return count
+}
+
+/// The most elements one checkpoint tensor may have once materialised as float32: 2^28 (1 GiB). The
+/// largest real weight here is 33 M elements (HorNet-L's 21 841-class head); a file may store a small
+/// storage behind a broadcast view (stride 0) that would otherwise expand to any size.
+public let maxCheckpointTensorElements = 1 << 28
+
 /// A strided view into a flat storage of elements, as torch describes tensors: element offset,
 /// shape and per-axis strides (all in elements).
 struct StridedView {
@@ -26,7 +43,8 @@ struct StridedView {
     var shape: [Int]
     var strides: [Int]
 
-    var elementCount: Int { shape.reduce(1, *) }
+    /// Elements of the view once materialised; nil when the shape's product overflows.
+    var elementCount: Int? { checkedElementCount(shape) }
 
     /// The number of storage elements the view reaches (its highest index + 1), or nil when the
     /// description itself is invalid (negative sizes, strides or offset, rank mismatch, overflow).

@@ -49,17 +49,18 @@ enum NumpyArchive {
             throw CheckpointError.unsupportedDType(file: file, key: key, dtype: "numpy '\(header.descr)'")
         }
         let shape = header.shape
+        let count = checkedElementCount(shape) ?? Int.max
+        let (byteCount, overflow) = count.multipliedReportingOverflow(by: dtype.byteWidth)
+        guard !overflow, data.count - header.dataOffset >= byteCount else {
+            throw CheckpointError.truncated(file: file, detail: "array '\(key)' \(header.descr) \(shape) needs "
+                + (overflow ? "more bytes than fit in 64 bits" : "\(byteCount) bytes") + ", \(data.count - header.dataOffset) present")
+        }
+        // Partial products of a shape whose product fits cannot overflow.
         var strides = [Int](repeating: 1, count: shape.count)
         if header.fortranOrder {
             for axis in shape.indices.dropFirst() { strides[axis] = strides[axis - 1] * shape[axis - 1] }
         } else {
             for axis in shape.indices.reversed().dropFirst() { strides[axis] = strides[axis + 1] * shape[axis + 1] }
-        }
-        let count = shape.reduce(1, *)
-        let (byteCount, overflow) = count.multipliedReportingOverflow(by: dtype.byteWidth)
-        guard !overflow, data.count - header.dataOffset >= byteCount else {
-            throw CheckpointError.truncated(file: file, detail: "array '\(key)' \(header.descr) \(shape) needs "
-                + "\(byteCount) bytes, \(data.count - header.dataOffset) present")
         }
         guard count > 0 else { return (Tensor(zeros: shape), dtype) }
         let tensor = data.withUnsafeBytes { raw in

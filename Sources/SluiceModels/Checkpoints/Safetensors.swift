@@ -65,7 +65,7 @@ public enum Safetensors {
                     throw CheckpointError.truncated(file: file, detail: "tensor '\(key)' ends at data byte \(end), "
                         + "the file holds \(dataSize) data bytes")
                 }
-                let (byteCount, overflow) = shape.reduce(1, *).multipliedReportingOverflow(by: dtype.byteWidth)
+                let (byteCount, overflow) = (checkedElementCount(shape) ?? Int.max).multipliedReportingOverflow(by: dtype.byteWidth)
                 guard !overflow, byteCount == end - begin else {
                     throw CheckpointError.malformed(file: file, detail: "tensor '\(key)' is \(dtypeName) \(shape) "
                         + "but spans \(end - begin) bytes")
@@ -76,7 +76,7 @@ public enum Safetensors {
             layout.sort { ($0.begin, $0.key) < ($1.begin, $1.key) }
             for entry in layout {
                 let tensor: Tensor
-                if let base = raw.baseAddress, entry.shape.reduce(1, *) > 0 {
+                if let base = raw.baseAddress, (checkedElementCount(entry.shape) ?? 0) > 0 {
                     tensor = ElementConversion.makeTensor(dtype: entry.dtype, storage: base + dataStart + entry.begin,
                                                           offset: 0, shape: entry.shape)
                 } else {

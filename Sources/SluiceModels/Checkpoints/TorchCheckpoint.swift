@@ -261,7 +261,12 @@ enum TorchCheckpoint {
                 + "\(view.strides), offset \(view.offset)) needs \(required) elements of storage "
                 + "'\(reference.storage.key)', which holds \(available)")
         }
-        guard view.elementCount > 0, let base = storage.baseAddress else {
+        guard let count = view.elementCount, count <= maxCheckpointTensorElements else {
+            throw CheckpointError.malformed(file: file, detail: "tensor '\(key)' (shape \(view.shape)) has "
+                + "\(view.elementCount.map(String.init) ?? "too many") elements, more than the limit of "
+                + "\(maxCheckpointTensorElements) (1 GiB as float32)")
+        }
+        guard count > 0, let base = storage.baseAddress else {
             return (Tensor(zeros: view.shape), dtype)
         }
         return (ElementConversion.makeTensor(dtype: dtype, storage: base, view: view), dtype)
