@@ -129,28 +129,24 @@ public final class JobRunner {
         }
     }
 
-    /// Writes the committed records to each sink file, replacing it atomically (temporary file, then
-    /// rename), so a reader never sees a half-written file and a resumed run rewrites it whole.
+    /// Writes the committed records to each sink file, replacing it atomically (each sink writes a
+    /// temporary of its own, renamed over the file when complete), so a reader never sees a half-written
+    /// file, two runs of a job may export at once, and a resumed run rewrites it whole. When a write
+    /// fails (a full disk, a read-only folder) every sink file is left as it was, with no temporary.
     public func exportSinks(jsonl: String?, csv: String?, topK: Int, masks: Bool = false, clips: Bool = false) throws {
         let paths = [jsonl, csv].compactMap { $0 }
         guard !paths.isEmpty else { return }
-        // Each writer its own temporary file: two runs of a job may export at once.
-        let temporaries = paths.map { path in
-            (path as NSString).deletingPathExtension + ".partial-\(UUID().uuidString.prefix(8))." + (path as NSString).pathExtension
-        }
         var sinks: [RecordSink] = []
         do {
-            for temporary in temporaries { sinks.append(try Sinks.open(path: temporary, topK: topK, masks: masks, clips: clips)) }
+            for path in paths { sinks.append(try Sinks.open(path: path, topK: topK, masks: masks, clips: clips)) }
             try queue.records(job: jobID) { record in
                 for sink in sinks { try sink.write(record) }
             }
-            for sink in sinks { try sink.close() }
-            for (temporary, path) in zip(temporaries, paths) where rename(temporary, path) != 0 {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path,
-                                                               NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+            for (index, sink) in sinks.enumerated() {
+                do { try sink.close() } catch { sinks.removeFirst(index + 1); throw error }
             }
         } catch {
-            for temporary in temporaries { try? FileManager.default.removeItem(atPath: temporary) }
+            for sink in sinks { sink.discard() }
             throw error
         }
     }

@@ -99,6 +99,12 @@ public struct ResultRecord: Codable, Sendable, Equatable {
 public protocol RecordSink: AnyObject {
     func write(_ record: ResultRecord) throws
     func close() throws
+    /// Abandons the output after a failure: a file sink leaves its target as it was and no temporary.
+    func discard()
+}
+
+extension RecordSink {
+    public func discard() {}
 }
 
 public final class JSONLinesSink: RecordSink {
@@ -234,19 +240,39 @@ final class ReplacingSink: RecordSink {
     let sink: RecordSink
     let file: AtomicFile
     init(_ sink: RecordSink, file: AtomicFile) { self.sink = sink; self.file = file }
-    func write(_ record: ResultRecord) throws { try sink.write(record) }
+    func write(_ record: ResultRecord) throws {
+        do { try sink.write(record) } catch { throw PipelineError.writeFailed(file.target.path, reason: Self.reason(error)) }
+    }
     func close() throws {
-        do { try sink.close() } catch { file.discard(); throw error }
+        do { try sink.close() } catch {
+            file.discard()
+            throw PipelineError.writeFailed(file.target.path, reason: Self.reason(error))
+        }
         try file.commit()
+    }
+    func discard() {
+        try? sink.close()
+        file.discard()
+    }
+
+    /// The operating system's words for a failed write (Foundation wraps them: "File too large", "No
+    /// space left on device").
+    static func reason(_ error: any Error) -> String {
+        var error = error as NSError
+        while let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError { error = underlying }
+        if error.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(error.code))) }
+        return "\(error.localizedDescription)"
     }
 }
 
 public enum PipelineError: Error, CustomStringConvertible {
     case cannotWrite(String)
+    case writeFailed(String, reason: String)
     case unsupportedOutput(String)
     public var description: String {
         switch self {
         case .cannotWrite(let path): return "\(path): cannot create output file"
+        case .writeFailed(let path, let reason): return "\(path): cannot write: \(reason); the file was left as it was"
         case .unsupportedOutput(let path): return "\(path): output must end in .jsonl or .csv"
         }
     }

@@ -5,8 +5,8 @@ import Foundation
 /// file or the whole new one, never half of one, and a killed writer leaves only the hidden temporary.
 public struct AtomicFile: Sendable {
     public let target: URL
-    /// `.NAME.PID.partial.EXT` beside the target: the extension stays last, for writers that pick the
-    /// format from it (FFmpeg's muxers, the record sinks).
+    /// `.NAME.PID-TOKEN.partial.EXT` beside the target: one per writer, even two in one process; the
+    /// extension stays last, for writers that pick the format from it (FFmpeg's muxers, the record sinks).
     public let temporary: URL
 
     public init(replacing target: URL) {
@@ -14,7 +14,7 @@ public struct AtomicFile: Sendable {
         let name = target.deletingPathExtension().lastPathComponent
         let ext = target.pathExtension.isEmpty ? "" : "." + target.pathExtension
         temporary = target.deletingLastPathComponent()
-            .appendingPathComponent(".\(name).\(ProcessInfo.processInfo.processIdentifier).partial\(ext)")
+            .appendingPathComponent(".\(name).\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max)).partial\(ext)")
     }
 
     /// Renames the temporary over the target; on failure the temporary is removed.

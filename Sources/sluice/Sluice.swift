@@ -15,6 +15,9 @@ struct Sluice: ParsableCommand {
     /// `validate()`, ends the process with its one line and status 1.
     static func main() {
         LoggingSystem.bootstrap { _ in StderrLogHandler() }
+        // A write past the file-size limit (RLIMIT_FSIZE) fails with EFBIG, reported like a full disk,
+        // instead of killing the process mid-write.
+        signal(SIGXFSZ, SIG_IGN)
         var command: any ParsableCommand
         do {
             command = try parseAsRoot()
@@ -29,8 +32,16 @@ struct Sluice: ParsableCommand {
             try command.run()
         } catch let error as CommandError {
             report(error.message)
-        } catch {
+        } catch let error as ExitCode {
             exit(withError: error)
+        } catch let error as CleanExit {
+            exit(withError: error)
+        } catch let error as ValidationError {
+            exit(withError: error)
+        } catch {
+            // Anything else a command lets through (a sink that cannot be written, a store error) is
+            // still one line that names what failed.
+            report("\(error)")
         }
     }
 
