@@ -226,10 +226,9 @@ public enum Sinks {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         // Written under a temporary name and renamed over `path` when the sink closes.
         let file = AtomicFile(replacing: url)
-        guard FileManager.default.createFile(atPath: file.temporary.path, contents: nil) else {
-            throw PipelineError.cannotWrite(path)
-        }
-        let handle = try FileHandle(forWritingTo: file.temporary)
+        let descriptor = Foundation.open(file.temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw PipelineError.cannotWrite(path, reason: String(cString: strerror(errno))) }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         return ReplacingSink(csv ? CSVSink(handle: handle, topK: topK, masks: masks, clips: clips) : JSONLinesSink(handle: handle, ownsHandle: true),
                              file: file)
     }
@@ -266,12 +265,12 @@ final class ReplacingSink: RecordSink {
 }
 
 public enum PipelineError: Error, CustomStringConvertible {
-    case cannotWrite(String)
+    case cannotWrite(String, reason: String)
     case writeFailed(String, reason: String)
     case unsupportedOutput(String)
     public var description: String {
         switch self {
-        case .cannotWrite(let path): return "\(path): cannot create output file"
+        case .cannotWrite(let path, let reason): return "\(path): cannot create the output file: \(reason)"
         case .writeFailed(let path, let reason): return "\(path): cannot write: \(reason); the file was left as it was"
         case .unsupportedOutput(let path): return "\(path): output must end in .jsonl or .csv"
         }

@@ -7,30 +7,48 @@ import SluiceTestSupport
 /// line, the sink files keep their old contents with no temporary left beside them, the committed
 /// results stay in the job store, and the same command with room to write produces the whole files.
 final class DiskFaultTests: XCTestCase {
-    func testAFullDiskDuringSinkExportLeavesTheFilesAsTheyWereAndKeepsTheResults() throws {
+    struct Job {
+        let root, out, home, pipeline: URL
+        var jsonl: URL { out.appendingPathComponent("r.jsonl") }
+        var csv: URL { out.appendingPathComponent("r.csv") }
+    }
+
+    /// 48 photos (copies of the bundled six, readable by anyone), a pipeline with both sinks and top-100
+    /// records (a JSONL sink of ~300 KB), and a job store folder anyone may write.
+    func makeJob() throws -> Job {
         let root = URL(fileURLWithPath: "/tmp").appendingPathComponent("sluice-disk-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
-        let images = root.appendingPathComponent("images"), out = root.appendingPathComponent("out")
-        let home = root.appendingPathComponent("home")
-        for folder in [images, out, home] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
-        let photos = try FileManager.default.contentsOfDirectory(atPath: TestResources.repository.appendingPathComponent("assets/images").path).sorted()
-        for copy in 0..<8 {
-            for photo in photos {
-                try FileManager.default.createSymbolicLink(at: images.appendingPathComponent("\(copy)_\(photo)"),
-                                                           withDestinationURL: TestResources.repository.appendingPathComponent("assets/images/\(photo)"))
+        addTeardownBlock {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: root.appendingPathComponent("out").path)
+            try? FileManager.default.removeItem(at: root)
+        }
+        let images = root.appendingPathComponent("images")
+        let job = Job(root: root, out: root.appendingPathComponent("out"), home: root.appendingPathComponent("home"),
+                      pipeline: root.appendingPathComponent("p.yaml"))
+        for folder in [images, job.out, job.home] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: job.home.path)
+        let bundled = TestResources.repository.appendingPathComponent("assets/images")
+        for photo in try FileManager.default.contentsOfDirectory(atPath: bundled.path).sorted() {
+            for copy in 0..<8 {
+                try FileManager.default.copyItem(at: bundled.appendingPathComponent(photo),
+                                                 to: images.appendingPathComponent("\(copy)_\(photo)"))
             }
         }
-        let pipeline = root.appendingPathComponent("p.yaml")
         try """
-            name: disk-full
+            name: disk-faults
             source: { images: images }
             stages:
               - model: efficientnet_lite0
-                weights: \(try TestResources.lite0Weights().path)
+                weights: \(try TestResources.lite0Weights(readableByAnyoneIn: root).path)
               - topk: 100
             sink: { jsonl: out/r.jsonl, csv: out/r.csv }
-            """.write(to: pipeline, atomically: true, encoding: .utf8)
-        let jsonl = out.appendingPathComponent("r.jsonl"), csv = out.appendingPathComponent("r.csv")
+            """.write(to: job.pipeline, atomically: true, encoding: .utf8)
+        return job
+    }
+
+    func testAFullDiskDuringSinkExportLeavesTheFilesAsTheyWereAndKeepsTheResults() throws {
+        let job = try makeJob()
+        let (out, home, pipeline) = (job.out, job.home, job.pipeline)
+        let (jsonl, csv) = (job.jsonl, job.csv)
 
         let first = try SluiceCLI.run(["run", pipeline.path], home: home)
         XCTAssertEqual(first.status, 0, first.output)
@@ -54,5 +72,27 @@ final class DiskFaultTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.output)
         XCTAssertEqual(try Data(contentsOf: jsonl), whole.0, "the committed records, whole and once")
         XCTAssertEqual(try Data(contentsOf: csv), whole.1)
+    }
+
+    /// The output folder is read-only (a run as the unprivileged `nobody`, since root writes anywhere):
+    /// the export fails with the reason, the results stay committed, and with write access restored the
+    /// same command writes the files.
+    func testAReadOnlyOutputFolderFailsTheExportAndKeepsTheResults() throws {
+        let job = try makeJob()
+        let user: String? = getuid() == 0 ? "65534" : nil
+        try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: job.out.path)
+        let refused = try SluiceCLI.run(["run", job.pipeline.path], home: job.home, as: user)
+        XCTAssertEqual(refused.status, 1, refused.output)
+        let last = refused.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertEqual(last, "sluice: error: \(job.jsonl.path): cannot create the output file: Permission denied")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job.out.path), [])
+        let shown = try SluiceCLI.run(["jobs", "list"], home: job.home, as: user)
+        XCTAssertTrue(shown.output.contains("48 done"), shown.output)
+
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: job.out.path)
+        let again = try SluiceCLI.run(["run", job.pipeline.path], home: job.home, as: user)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("48 of 48 items already done"), again.output)
+        XCTAssertEqual(try JobsCLI.records(job.jsonl).count, 48)
     }
 }
