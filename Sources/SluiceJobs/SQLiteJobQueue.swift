@@ -359,3 +359,26 @@ public final class SQLiteJobQueue: JobQueue {
         return try lines.split(separator: "\n").map { try decoder.decode(ResultRecord.self, from: Data($0.utf8)) }
     }
 }
+
+extension SQLiteJobQueue {
+    /// One line for an error of the store at `path`, saying which file and what a user can do; nil when
+    /// the error is not the store's.
+    public static func describe(_ error: any Error, path: String) -> String? {
+        guard let error = error as? DatabaseError else { return nil }
+        let detail = error.message ?? "\(error.resultCode)"
+        switch error.resultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return "\(path) is locked by another process (waited 10 s): \(detail); try again when it is done"
+        case .SQLITE_FULL, .SQLITE_IOERR:
+            return "\(path): cannot write (a full disk or a file-size limit?): \(detail); committed results are kept"
+        case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_AUTH:
+            return "\(path) cannot be written: \(detail)"
+        case .SQLITE_CANTOPEN:
+            return "\(path) cannot be opened: \(detail)"
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB:
+            return "\(path) is damaged or not a job store: \(detail)"
+        default:
+            return "\(path): \(error)"
+        }
+    }
+}

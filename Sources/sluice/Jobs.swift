@@ -7,17 +7,17 @@ struct Jobs: ParsableCommand {
         abstract: "List, show, cancel and export jobs in the job queue.",
         subcommands: [List.self, Show.self, Cancel.self, Export.self])
 
-    static func store() throws(CommandError) -> SQLiteJobQueue {
+    static func store() throws -> SQLiteJobQueue {
         do {
             return try SQLiteJobQueue(path: Configuration.current.jobQueuePath)
         } catch {
-            throw CommandError("job store: \(error)")
+            throw jobStoreError(error)
         }
     }
 
-    static func job(_ id: String, in store: SQLiteJobQueue) throws(CommandError) -> Job {
+    static func job(_ id: String, in store: SQLiteJobQueue) throws -> Job {
         let found: Job?
-        do { found = try store.job(id: id) } catch { throw CommandError("job store: \(error)") }
+        do { found = try store.job(id: id) } catch { throw jobStoreError(error) }
         guard let found else { throw CommandError("no job '\(id)' (see `sluice jobs list`)") }
         return found
     }
@@ -77,4 +77,11 @@ struct Jobs: ParsableCommand {
             }
         }
     }
+}
+
+/// A job store error as one line naming the store file (locked, full disk, damaged); other errors as
+/// they are.
+func jobStoreError(_ error: any Error) -> any Error {
+    guard let text = SQLiteJobQueue.describe(error, path: Configuration.current.jobQueuePath) else { return error }
+    return CommandError("job store " + text)
 }

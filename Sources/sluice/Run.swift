@@ -37,7 +37,7 @@ struct Run: ParsableCommand {
         } catch let error as CommandError {
             throw error
         } catch {
-            throw CommandError("job store: \(error)")
+            throw jobStoreError(error)
         }
         // A resumed job runs the pipeline it was submitted with (stored by content), whatever the file
         // says now; jobs from stores older than that read the file.
@@ -54,7 +54,11 @@ struct Run: ParsableCommand {
             log.info("\(error)")
             throw CommandError("\(resumed?.origin ?? pipeline): \(error.issues.count) problem(s)")
         }
-        try Self.runJob(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
+        do {
+            try Self.runJob(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
+        } catch {
+            throw jobStoreError(error)
+        }
     }
 
     /// Runs a parsed pipeline as a job of `store`: submits it (or resumes `resumed`, or the job with the
@@ -90,7 +94,8 @@ struct Run: ParsableCommand {
         } catch let error as CommandError {
             throw error
         } catch {
-            throw CommandError("\(pipeline): \(error)")
+            throw SQLiteJobQueue.describe(error, path: Configuration.current.jobQueuePath) != nil
+                ? jobStoreError(error) : CommandError("\(pipeline): \(error)")
         }
         if before.remaining < job.total {
             log.info("job \(job.id): resuming, \(job.total - before.remaining) of \(job.total) items already done")

@@ -57,7 +57,7 @@ struct Segment: ParsableCommand {
             throw CommandError("\(out): \(error)")
         }
         let store: SQLiteJobQueue
-        do { store = try SQLiteJobQueue(path: Configuration.current.jobQueuePath) } catch { throw CommandError("job store: \(error)") }
+        do { store = try SQLiteJobQueue(path: Configuration.current.jobQueuePath) } catch { throw jobStoreError(error) }
         try Run.runJob(definition, text: text, origin: pipelineFile.path, store: store, resumed: nil, fresh: fresh, strict: strict)
         let written = "masks in \(folder.appendingPathComponent("masks").path)"
             + (noOverlays ? "" : ", overlays in \(folder.appendingPathComponent("overlays").path)")

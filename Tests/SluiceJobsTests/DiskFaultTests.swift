@@ -95,4 +95,46 @@ final class DiskFaultTests: XCTestCase {
         XCTAssertTrue(again.output.contains("48 of 48 items already done"), again.output)
         XCTAssertEqual(try JobsCLI.records(job.jsonl).count, 48)
     }
+
+    /// Another process holds the job store's write lock longer than the store waits (10 s): the run
+    /// fails with one line naming the store and the lock, commits nothing twice, and the same command
+    /// finishes the job once the lock is gone.
+    func testAJobStoreLockedByAnotherProcessIsOneLineAndLosesNothing() throws {
+        let job = try makeJob()
+        let first = try SluiceCLI.run(["run", job.pipeline.path], home: job.home)
+        XCTAssertEqual(first.status, 0, first.output)
+        let store = job.home.appendingPathComponent("jobs.sqlite")
+        try FileManager.default.removeItem(at: job.jsonl)
+
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", """
+            import sqlite3, sys, time
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)
+            c.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            time.sleep(30)
+            """, store.path]
+        let pipe = Pipe()
+        holder.standardOutput = pipe
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() }; holder.waitUntilExit() }
+        XCTAssertEqual(String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+                           .trimmingCharacters(in: .whitespacesAndNewlines), "locked")
+
+        let locked = try SluiceCLI.run(["run", job.pipeline.path, "--fresh"], home: job.home)
+        XCTAssertEqual(locked.status, 1, locked.output)
+        let last = locked.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertEqual(last, "sluice: error: job store \(store.path) is locked by another process (waited 10 s): "
+                       + "database is locked; try again when it is done")
+        holder.terminate()
+        holder.waitUntilExit()
+
+        let again = try SluiceCLI.run(["run", job.pipeline.path], home: job.home)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("48 of 48 items already done"), "--fresh deleted nothing: \(again.output)")
+        let records = try JobsCLI.records(job.jsonl)
+        XCTAssertEqual(records.count, 48)
+        XCTAssertEqual(Set(records.map(\.source)).count, 48)
+    }
 }
