@@ -225,6 +225,7 @@ public enum Sinks {
         }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         // Written under a temporary name and renamed over `path` when the sink closes.
+        AtomicFile.removeStaleTemporaries(of: url)
         let file = AtomicFile(replacing: url)
         let descriptor = Foundation.open(file.temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw PipelineError.cannotWrite(path, reason: String(cString: strerror(errno))) }

@@ -29,6 +29,24 @@ public struct AtomicFile: Sendable {
     /// Removes the temporary (a write that failed).
     public func discard() { unlink(temporary.path) }
 
+    /// Removes temporaries of `target` left by writers that were killed (their process is gone), so
+    /// repeated kills do not pile them up. Returns how many it removed.
+    @discardableResult
+    public static func removeStaleTemporaries(of target: URL) -> Int {
+        let folder = target.deletingLastPathComponent()
+        let name = target.deletingPathExtension().lastPathComponent
+        let ext = target.pathExtension.isEmpty ? "" : "." + target.pathExtension
+        let prefix = ".\(name).", suffix = ".partial\(ext)"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return 0 }
+        var removed = 0
+        for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) && entry.count > prefix.count + suffix.count {
+            let writer = entry.dropFirst(prefix.count).dropLast(suffix.count)   // PID-TOKEN
+            guard let pid = Int32(writer.split(separator: "-").first ?? ""), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH, unlink(folder.appendingPathComponent(entry).path) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
     /// Writes `target` through `write`, which is given the temporary to write; commits when it returns
     /// and discards the temporary when it throws.
     @discardableResult

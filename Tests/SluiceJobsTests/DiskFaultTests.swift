@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import SluiceTestSupport
+import SluiceTensor
 
 /// The output disk fills up while a run writes its sink files (RLIMIT_FSIZE through `prlimit`: every
 /// write past the limit fails with EFBIG, as on a full disk): the run says which file and why in one
@@ -136,5 +137,39 @@ final class DiskFaultTests: XCTestCase {
         let records = try JobsCLI.records(job.jsonl)
         XCTAssertEqual(records.count, 48)
         XCTAssertEqual(Set(records.map(\.source)).count, 48)
+    }
+}
+
+extension DiskFaultTests {
+    /// SIGTERM and SIGKILL at random moments of runs that only export (every item done): each sink file
+    /// is always the whole file, never a part of one, the store keeps every result, and the temporaries
+    /// of killed writers are cleared by the next export.
+    func testKillsDuringSinkExportNeverLeaveHalfAFile() throws {
+        let job = try makeJob()
+        let first = try SluiceCLI.run(["run", job.pipeline.path], home: job.home)
+        XCTAssertEqual(first.status, 0, first.output)
+        let whole = (try Data(contentsOf: job.jsonl), try Data(contentsOf: job.csv))
+        let started = Date()
+        XCTAssertEqual(try SluiceCLI.run(["run", job.pipeline.path], home: job.home).status, 0)
+        let exportRun = Date().timeIntervalSince(started)
+        var generator = SplitMix64(seed: 20261128)
+        var killed = 0
+        for round in 0..<16 {
+            let run = try SluiceCLI.start(["run", job.pipeline.path], home: job.home)
+            let delay = Double(generator.next() % 1000) / 1000 * exportRun
+            Thread.sleep(forTimeInterval: delay)
+            let signal = round % 2 == 0 ? SIGKILL : SIGTERM
+            if run.isRunning { kill(run.processIdentifier, signal); killed += 1 }
+            run.waitUntilExit()
+            XCTAssertEqual(try Data(contentsOf: job.jsonl), whole.0, "round \(round): the JSONL file is whole")
+            XCTAssertEqual(try Data(contentsOf: job.csv), whole.1, "round \(round): the CSV file is whole")
+        }
+        print("KILLS \(killed) of 16 runs killed, export-only run \(exportRun) s")
+        XCTAssertGreaterThan(killed, 8)
+        let last = try SluiceCLI.run(["run", job.pipeline.path], home: job.home)
+        XCTAssertEqual(last.status, 0, last.output)
+        XCTAssertEqual(try Data(contentsOf: job.jsonl), whole.0)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job.out.path).sorted(), ["r.csv", "r.jsonl"],
+                       "the killed writers' temporaries are gone")
     }
 }
