@@ -13,6 +13,10 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
+        // For the fuzz harnesses (fuzz/Package.swift).
+        .library(name: "SluiceMedia", targets: ["SluiceMedia"]),
+        .library(name: "SluiceModels", targets: ["SluiceModels"]),
+        .library(name: "SluicePipeline", targets: ["SluicePipeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
