@@ -11,10 +11,15 @@ public struct AtomicFile: Sendable {
 
     public init(replacing target: URL) {
         self.target = target
-        let name = target.deletingPathExtension().lastPathComponent
-        let ext = target.pathExtension.isEmpty ? "" : "." + target.pathExtension
+        let (prefix, suffix) = Self.temporaryAffixes(of: target)
         temporary = target.deletingLastPathComponent()
-            .appendingPathComponent(".\(name).\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max)).partial\(ext)")
+            .appendingPathComponent("\(prefix)\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))\(suffix)")
+    }
+
+    /// What every temporary of `target` starts and ends with, around its writer's `PID-TOKEN`.
+    private static func temporaryAffixes(of target: URL) -> (prefix: String, suffix: String) {
+        let ext = target.pathExtension.isEmpty ? "" : "." + target.pathExtension
+        return (".\(target.deletingPathExtension().lastPathComponent).", ".partial\(ext)")
     }
 
     /// Renames the temporary over the target; on failure the temporary is removed.
@@ -34,9 +39,7 @@ public struct AtomicFile: Sendable {
     @discardableResult
     public static func removeStaleTemporaries(of target: URL) -> Int {
         let folder = target.deletingLastPathComponent()
-        let name = target.deletingPathExtension().lastPathComponent
-        let ext = target.pathExtension.isEmpty ? "" : "." + target.pathExtension
-        let prefix = ".\(name).", suffix = ".partial\(ext)"
+        let (prefix, suffix) = temporaryAffixes(of: target)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return 0 }
         var removed = 0
         for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) && entry.count > prefix.count + suffix.count {

@@ -54,17 +54,23 @@ struct Run: ParsableCommand {
             log.info("\(error)")
             throw CommandError("\(resumed?.origin ?? pipeline): \(error.issues.count) problem(s)")
         }
+        try Self.runJob(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
+    }
+
+    /// Runs a parsed pipeline as a job of `store`: submits it (or resumes `resumed`, or the job with the
+    /// same pipeline and inputs), runs what is left, writes the sinks from the committed results.
+    /// (`sluice run` and `sluice segment`.) A store error, wherever it happens, is one line naming the store.
+    static func runJob(_ definition: PipelineDefinition, text: String, origin pipeline: String, store: SQLiteJobQueue,
+                       resumed: Job?, fresh: Bool, strict: Bool) throws {
         do {
-            try Self.runJob(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
+            try runJobSteps(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
         } catch {
             throw jobStoreError(error)
         }
     }
 
-    /// Runs a parsed pipeline as a job of `store`: submits it (or resumes `resumed`, or the job with the
-    /// same pipeline and inputs), runs what is left, writes the sinks from the committed results.
-    static func runJob(_ definition: PipelineDefinition, text: String, origin pipeline: String, store: SQLiteJobQueue,
-                       resumed: Job?, fresh: Bool, strict: Bool) throws {
+    private static func runJobSteps(_ definition: PipelineDefinition, text: String, origin pipeline: String,
+                                    store: SQLiteJobQueue, resumed: Job?, fresh: Bool, strict: Bool) throws {
         let (card, loaded) = try loadModel(definition.model.name, weights: definition.model.weights)
         let plan: PipelinePlan
         do {
@@ -93,10 +99,9 @@ struct Run: ParsableCommand {
             before = try store.status(job: job.id)
         } catch let error as CommandError {
             throw error
-        } catch {
-            throw SQLiteJobQueue.describe(error, path: Configuration.current.jobQueuePath) != nil
-                ? jobStoreError(error) : CommandError("\(pipeline): \(error)")
-        }
+        } catch where SQLiteJobQueue.describe(error, path: Configuration.current.jobQueuePath) == nil {
+            throw CommandError("\(pipeline): \(error)")
+        }   // a store error goes on to `runJob`, which words it
         if before.remaining < job.total {
             log.info("job \(job.id): resuming, \(job.total - before.remaining) of \(job.total) items already done")
         }
