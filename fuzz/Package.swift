@@ -14,6 +14,8 @@ let package = Package(
                           swiftSettings: harness),
         .executableTarget(name: "fuzz-checkpoint", dependencies: [.product(name: "SluiceModels", package: "Sluice")],
                           swiftSettings: harness),
+        .executableTarget(name: "fuzz-video", dependencies: [.product(name: "SluiceMedia", package: "Sluice")],
+                          swiftSettings: harness),
         .executableTarget(name: "fuzz-pipeline", dependencies: [.product(name: "SluicePipeline", package: "Sluice")],
                           swiftSettings: harness),
     ]

@@ -8,6 +8,7 @@ extension VideoReader {
     func convert(_ framePointer: UnsafeMutablePointer<AVFrame>) throws(VideoError) -> RGBImage {
         let frame = framePointer.pointee
         let sourceWidth = Int(frame.width), sourceHeight = Int(frame.height)
+        try checkFrameSize(width: sourceWidth, height: sourceHeight)
         let rotation = info.rotation
         let turned = rotation == 90 || rotation == 270
         var outWidth: Int, outHeight: Int

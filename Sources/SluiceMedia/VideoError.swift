@@ -24,6 +24,8 @@ public indirect enum VideoError: Error, CustomStringConvertible, Equatable, Send
     case corruptData(file: String, count: Int, firstMessage: String)
     /// Frames were decoded before `error` stopped or damaged the stream; they were delivered.
     case partial(decodedFrames: Int, error: VideoError)
+    /// The frames are larger than the reader's pixel limit (`VideoReaderOptions.maxPixels`).
+    case tooLarge(file: String, width: Int, height: Int, maxPixels: Int)
     /// A bad argument (sampling parameters, frame sizes, timestamps...).
     case invalidArgument(file: String, detail: String)
     /// Writing (encoding or muxing) failed.
@@ -33,7 +35,8 @@ public indirect enum VideoError: Error, CustomStringConvertible, Equatable, Send
         switch self {
         case .cannotOpen(let file, _), .empty(let file), .noVideoStream(let file), .unsupportedCodec(let file, _),
              .encrypted(let file), .timeout(let file, _), .readFailed(let file, _), .truncated(let file, _),
-             .corruptData(let file, _, _), .invalidArgument(let file, _), .writeFailed(let file, _):
+             .corruptData(let file, _, _), .tooLarge(let file, _, _, _), .invalidArgument(let file, _),
+             .writeFailed(let file, _):
             return file
         case .partial(_, let error):
             return error.file
@@ -61,6 +64,8 @@ public indirect enum VideoError: Error, CustomStringConvertible, Equatable, Send
             text = "\(file): corrupt video data (\(count) decode error\(count == 1 ? "" : "s"), first: \(first))"
         case .partial(let frames, let error):
             text = "\(error.description) (partial: \(frames) frame\(frames == 1 ? "" : "s") decoded before/around it)"
+        case .tooLarge(let file, let width, let height, let maxPixels):
+            text = "\(file): video frames are \(width)x\(height) pixels, more than the limit of \(maxPixels)"
         case .invalidArgument(let file, let detail): text = "\(file): invalid argument: \(detail)"
         case .writeFailed(let file, let reason): text = "\(file): cannot write video: \(reason)"
         }

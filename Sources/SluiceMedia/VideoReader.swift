@@ -107,14 +107,18 @@ public struct VideoReaderOptions: Sendable {
     /// Longest time any single open/read/seek may block, in seconds (interrupt callback); 0 = no limit.
     public var readTimeout: Double
     public var scaling: VideoScaling
+    /// Largest decoded frame accepted, in pixels (2^26: 8192 x 8192). A header claiming more is refused
+    /// when the file opens, a frame growing past it mid-stream when it arrives, before any RGB buffer exists.
+    public var maxPixels: Int
 
     public init(size: VideoOutputSize = .native, threads: Int = 2, appliesRotation: Bool = true,
-                readTimeout: Double = 30, scaling: VideoScaling = .bicubic) {
+                readTimeout: Double = 30, scaling: VideoScaling = .bicubic, maxPixels: Int = 1 << 26) {
         self.size = size
         self.threads = threads
         self.appliesRotation = appliesRotation
         self.readTimeout = readTimeout
         self.scaling = scaling
+        self.maxPixels = maxPixels
     }
 }
 
@@ -280,6 +284,7 @@ public final class VideoReader {
         if av_stream_get_side_data(stream, AV_PKT_DATA_ENCRYPTION_INIT_INFO, nil) != nil {
             throw .encrypted(file: path)
         }
+        try checkFrameSize(width: Int(parameters.pointee.width), height: Int(parameters.pointee.height))
 
         codec = avcodec_alloc_context3(decoder)
         guard let codec else { throw .cannotOpen(file: path, reason: "out of memory") }
@@ -303,6 +308,14 @@ public final class VideoReader {
         startTS = stream.pointee.start_time == cff_nopts_value() ? 0 : stream.pointee.start_time
         info = describe(format: format, stream: stream, decoder: decoder)
         if let fps = info.fps, fps > 0 { defaultDuration = 1 / fps }
+    }
+
+    /// Refuses frames over `options.maxPixels` (sizes come from headers, so they can be anything).
+    func checkFrameSize(width: Int, height: Int) throws(VideoError) {
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        if overflow || pixels > options.maxPixels {
+            throw .tooLarge(file: path, width: width, height: height, maxPixels: options.maxPixels)
+        }
     }
 
     private func openError(_ status: Int32) -> VideoError {

@@ -41,6 +41,23 @@ final class HostileCheckpointTests: XCTestCase {
         XCTAssertTrue(text.contains(url.lastPathComponent), text)
     }
 
+    /// Found by scripts/fuzz checkpoint: a 5 KB torch zip whose data descriptor claims a 2.8 GB entry had
+    /// that much reserved before a byte was read. Entry sizes are now checked against the file first.
+    func testZipEntryClaimingMoreThanTheFileHoldsIsRefused() throws {
+        let url = Self.directory.deletingLastPathComponent().appendingPathComponent("fuzz/zip_entry_claims_2gb.pth")
+        XCTAssertEqual(message(loading: url), "\(url.path): truncated: zip entry 'zip_protocol4/data/5' claims "
+                       + "2825527545 stored bytes, the file holds 5345")
+    }
+
+    /// A deflated entry can expand at most 1032:1: 10^9 bytes claimed from a few dozen is refused.
+    func testDeflatedZipEntryClaimingMoreThanDeflateCanExpandIsRefused() throws {
+        let url = Self.directory.appendingPathComponent("npz_claims_1gb.npz")
+        let text = try XCTUnwrap(message(loading: url))
+        XCTAssertTrue(text.hasPrefix(url.path), text)
+        XCTAssertNotNil(text.range(of: #"zip entry 'w.npy' claims 1000000000 bytes from [0-9]+ deflated bytes"#,
+                                   options: .regularExpression), text)
+    }
+
     func testSafetensorsShapeOverflowingInt64IsRefused() throws {
         let header = #"{"w":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}}"#
         var bytes = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Array($0) }

@@ -11,6 +11,8 @@
     expanded_100gb.pth       torch.save of torch.zeros(1).expand(100000, 250000): one stored float,
                              a 25 000 000 000-element (100 GB as float32) tensor once materialised
     legacy_huge_storage.pth  legacy format whose storage size field claims 2^40 elements
+    npz_claims_1gb.npz       an .npz whose one deflated entry (a 4x4 float32 array) claims 10^9 bytes
+                             uncompressed in the central directory, more than deflate can expand
 
     /usr/bin/python3 scripts/reference/hostile.py
 """
@@ -68,8 +70,18 @@ def main():
     data[at:at + 8] = struct.pack("<q", 1 << 40)
     open(path, "wb").write(bytes(data))
 
+    # An npz whose central directory claims 10^9 uncompressed bytes for a small deflated entry.
+    path = os.path.join(MODELS, "npz_claims_1gb.npz")
+    np.savez_compressed(path, w=np.zeros((4, 4), np.float32))
+    data = bytearray(open(path, "rb").read())
+    central = data.rfind(b"PK\x01\x02")
+    real = struct.unpack_from("<I", data, central + 24)[0]
+    assert real == 16 * 4 + 128, real  # the .npy: header and 64 bytes of floats
+    struct.pack_into("<I", data, central + 24, 10 ** 9)
+    open(path, "wb").write(bytes(data))
+
     for folder, files in [(MEDIA, ["png_100000x100000.png", "jpeg_65000x65000.jpg", "png_bomb_4096.png"]),
-                          (MODELS, ["expanded_100gb.pth", "legacy_huge_storage.pth"])]:
+                          (MODELS, ["expanded_100gb.pth", "legacy_huge_storage.pth", "npz_claims_1gb.npz"])]:
         with open(os.path.join(folder, "manifest.json"), "w") as f:
             json.dump({"generator": "scripts/reference/hostile.py", "seed": None,
                        "versions": {"torch": torch.__version__, "numpy": np.__version__, "zlib": zlib.ZLIB_VERSION},

@@ -6,12 +6,15 @@ import ZIPFoundation
 struct CheckpointZip {
     let archive: Archive
     let file: String
+    /// The archive's size in bytes: no entry's data can be larger.
+    let fileSize: UInt64
     /// File entries in central-directory order (the order the writer added them).
     let entries: [Entry]
     private let entryByPath: [String: Entry]
 
     init(url: URL) throws {
         file = url.path
+        fileSize = UInt64((try? url.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0)
         do {
             archive = try Archive(url: url, accessMode: .read)
         } catch Archive.ArchiveError.missingEndOfCentralDirectoryRecord {
@@ -30,8 +33,20 @@ struct CheckpointZip {
 
     /// The entry's uncompressed bytes. CRC checking can be skipped for large stored tensor data,
     /// where it would cost more than the copy; structure errors are still caught by the sizes.
+    /// The sizes come from the central directory, written by whoever made the file: they are checked
+    /// against the archive's size and deflate's largest expansion (1032:1) before any buffer is reserved.
     func contents(of entry: Entry, checkCRC: Bool = true) throws -> Data {
-        var data = Data(capacity: Int(clamping: entry.uncompressedSize))
+        let (stored, claimed) = (entry.compressedSize, entry.uncompressedSize)
+        if stored > fileSize {
+            throw CheckpointError.truncated(file: file, detail: "zip entry '\(entry.path)' claims \(stored) stored bytes, "
+                + "the file holds \(fileSize)")
+        }
+        let expansion = entry.isCompressed ? stored.multipliedReportingOverflow(by: 1032).partialValue + 64 : stored
+        if claimed > expansion {
+            throw CheckpointError.malformed(file: file, detail: "zip entry '\(entry.path)' claims \(claimed) bytes from "
+                + "\(stored) \(entry.isCompressed ? "deflated" : "stored") bytes")
+        }
+        var data = Data(capacity: Int(clamping: claimed))
         do {
             _ = try archive.extract(entry, bufferSize: 1 << 20, skipCRC32: !checkCRC) { data.append($0) }
         } catch {
