@@ -49,6 +49,15 @@ final class HostileCheckpointTests: XCTestCase {
                        + "2825527545 stored bytes, the file holds 5345")
     }
 
+    /// Found by scripts/fuzz checkpoint: a ZIP64 field giving an offset past 2^63 made ZIPFoundation trap
+    /// (Int64 conversion) while listing the entries. The directory is now checked before ZIPFoundation reads it.
+    func testZip64OffsetsBeyondTheFileAreRefusedBeforeZIPFoundationReadsThem() throws {
+        let url = Self.directory.deletingLastPathComponent().appendingPathComponent("fuzz/zip64_offset_past_2_63.pth")
+        let text = try XCTUnwrap(message(loading: url))
+        XCTAssertEqual(text, "\(url.path): malformed checkpoint: zip directory: the central directory is said to start at "
+                       + "offset 14627691589699371474, past its end at 746")
+    }
+
     /// A deflated entry can expand at most 1032:1: 10^9 bytes claimed from a few dozen is refused.
     func testDeflatedZipEntryClaimingMoreThanDeflateCanExpandIsRefused() throws {
         let url = Self.directory.appendingPathComponent("npz_claims_1gb.npz")

@@ -14,7 +14,9 @@ struct CheckpointZip {
 
     init(url: URL) throws {
         file = url.path
-        fileSize = UInt64((try? url.resourceValues(forKeys: [.fileSizeKey]).fileSize) ?? 0)
+        let bytes = try Checkpoint.mappedContents(of: url)
+        fileSize = UInt64(bytes.count)
+        try ZipDirectoryCheck.check(bytes, file: url.path)
         do {
             archive = try Archive(url: url, accessMode: .read)
         } catch Archive.ArchiveError.missingEndOfCentralDirectoryRecord {
