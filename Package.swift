@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
@@ -49,6 +50,8 @@ let package = Package(
                                                        .product(name: "CoreMetrics", package: "swift-metrics")],
                 swiftSettings: avx2),
         .target(name: "SluiceJobs", dependencies: ["SluicePipeline", .product(name: "GRDB", package: "GRDB.swift")]),
+        // The job queue in PostgreSQL, for workers on many machines (postgres-nio).
+        .target(name: "SluicePostgres", dependencies: ["SluiceJobs", .product(name: "PostgresNIO", package: "postgres-nio")]),
         .target(name: "SluiceDownloads", dependencies: [
             "SluiceModels", "ZIPFoundation",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -67,7 +70,8 @@ let package = Package(
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs", "SluiceServer", "SluiceDownloads",
+            "SluiceTensor", "SluiceMedia", "SluiceModels", "SluicePipeline", "SluiceJobs", "SluicePostgres", "SluiceServer", "SluiceDownloads",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: avx2),
@@ -81,8 +85,9 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceTestSupport",
                                                                 .product(name: "MetricsTestKit", package: "swift-metrics")]),
-        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluiceTensor", "SluiceTestSupport",
-                                                         .product(name: "GRDB", package: "GRDB.swift")],
+        .testTarget(name: "SluiceJobsTests", dependencies: ["SluiceJobs", "SluicePostgres", "SluiceTensor", "SluiceTestSupport",
+                                                         .product(name: "GRDB", package: "GRDB.swift"),
+                                                         .product(name: "PostgresNIO", package: "postgres-nio")],
                     exclude: ["Fixtures"]),
         .testTarget(name: "SluiceServerTests", dependencies: ["SluiceServer", "SluiceJobs", "SluiceModels", "SluiceMedia", "SluiceTestSupport",
                                                            "SluiceDownloads", .product(name: "Hummingbird", package: "hummingbird"),

@@ -61,6 +61,24 @@ public protocol JobQueue: Sendable {
     /// (sequence numbers count a job's finished items from 1, so a reader that kept the last one it saw
     /// resumes exactly where it stopped). Start with -1 (input) or 0 (finish order).
     func finished(job: String, order: FinishedOrder, after cursor: Int, limit: Int) throws -> [FinishedItem]
+
+    /// The jobs a worker could work on: not cancelled, with items not finished; oldest first.
+    func openJobs() throws -> [Job]
+
+    /// Returns when the queue may have changed (a job submitted, items given back or finished, a job
+    /// cancelled), or after `timeout` seconds. A queue that cannot be told of changes sleeps `timeout`:
+    /// the caller looks again either way.
+    func waitForChange(timeout: TimeInterval)
+}
+
+extension JobQueue {
+    public func openJobs() throws -> [Job] {
+        try jobs().filter { $0.cancelledAt == nil }.filter { try status(job: $0.id).remaining > 0 }.reversed()
+    }
+
+    public func waitForChange(timeout: TimeInterval) {
+        Thread.sleep(forTimeInterval: max(0, timeout))
+    }
 }
 
 public enum FinishedOrder: Sendable { case input, finish }

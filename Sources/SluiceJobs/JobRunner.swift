@@ -18,6 +18,9 @@ public final class JobRunner {
     public var claimSize = 256
     /// Told when the run waits for items that other runs hold.
     public var notice: (String) -> Void = { _ in }
+    /// Whether `run` waits for the items other runs hold (or that wait to be tried again) until the job
+    /// is finished; false: it returns when nothing can be claimed now (a worker with other jobs to do).
+    public var waitsForOtherRuns = true
 
     public init(queue: any JobQueue, jobID: String, worker: String = JobRunner.localWorker) {
         self.queue = queue; self.jobID = jobID; self.worker = worker
@@ -86,11 +89,14 @@ public final class JobRunner {
                 let status = try queue.status(job: jobID)
                 if status.remaining == 0 { break }
                 if try abandonGoneWorkers() > 0 { continue }
+                if !waitsForOtherRuns { break }
                 if !waiting {
                     waiting = true
-                    notice("job \(jobID): waiting for \(status.claimed) items that other runs hold (\(status.workers.joined(separator: ", ")))")
+                    notice(status.claimed > 0
+                        ? "job \(jobID): waiting for \(status.claimed) items that other runs hold (\(status.workers.joined(separator: ", ")))"
+                        : "job \(jobID): waiting for \(status.pending) items to be tried again")
                 }
-                Thread.sleep(forTimeInterval: 0.5)
+                queue.waitForChange(timeout: 0.5)
                 continue
             }
             waiting = false

@@ -10,7 +10,7 @@ import SluicePipeline
 /// On graceful shutdown the run in progress finishes the items in flight, commits them, and gives back
 /// the rest, which the next start takes up again.
 final class JobService: Service, @unchecked Sendable {
-    let store: SQLiteJobQueue
+    let store: any JobQueue
     let configuration: ServerConfiguration
     let models: ModelCache
     let lane: InferenceLane
@@ -29,14 +29,14 @@ final class JobService: Service, @unchecked Sendable {
         var finishedAtStart: Int
     }
 
-    init(configuration: ServerConfiguration, models: ModelCache, lane: InferenceLane, logger: Logger) throws {
+    init(configuration: ServerConfiguration, queue: (any JobQueue)?, models: ModelCache, lane: InferenceLane, logger: Logger) throws {
         self.configuration = configuration
         self.models = models
         self.lane = lane
         self.logger = logger
         try FileManager.default.createDirectory(at: configuration.uploads, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: configuration.artefacts, withIntermediateDirectories: true)
-        store = try SQLiteJobQueue(path: configuration.store)
+        store = try queue ?? SQLiteJobQueue(path: configuration.store)
         policy = InputPolicy(roots: configuration.inputRoots)
     }
 

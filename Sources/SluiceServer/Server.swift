@@ -34,16 +34,17 @@ public final class SluiceServer: @unchecked Sendable {
     private let groupLock = NSLock()
     private var group: ServiceGroup?
 
-    /// `registry` is the one the process's metrics factory writes to (`/metrics` shows it).
+    /// `registry` is the one the process's metrics factory writes to (`/metrics` shows it). `queue` is the
+    /// job queue to serve (a shared PostgreSQL one); nil: the SQLite store in the data folder.
     public init(configuration: ServerConfiguration, modelStore: ModelStore, registry: PrometheusCollectorRegistry,
-                logger: Logger) throws {
+                queue: (any JobQueue)? = nil, logger: Logger) throws {
         self.configuration = configuration
         self.registry = registry
         self.logger = logger
         let laneDepth = CoreMetrics.Gauge(label: "sluice_lane_depth")
         lane = InferenceLane { laneDepth.record($0) }
         models = ModelCache(store: modelStore)
-        jobs = try JobService(configuration: configuration, models: models, lane: lane, logger: logger)
+        jobs = try JobService(configuration: configuration, queue: queue, models: models, lane: lane, logger: logger)
         uploads = Uploads(folder: configuration.uploads, maxBytes: configuration.maxUploadBytes)
     }
 

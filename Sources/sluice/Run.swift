@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluiceJobs
+import SluiceModels
 import SluicePipeline
 
 struct Run: ParsableCommand {
@@ -10,8 +11,10 @@ struct Run: ParsableCommand {
             A job is identified by its pipeline's text and its inputs. Each batch's results are committed to \
             the job queue ($SLUICE_HOME/jobs.sqlite) together with the items' states, and the sink files are \
             written from the committed results, so a killed run loses nothing and a resumed one writes no \
-            record twice. Exit status: 0 done (failed items are recorded), 1 the job could not run, 2 items \
-            failed with --strict, 3 cancelled (`sluice jobs cancel`), 130 interrupted (Ctrl-C).
+            record twice. With --queue postgres://… the job goes to a queue shared by many machines: this run \
+            works on it alongside any `sluice worker`s, or with --detach only submits it and prints its id. \
+            Exit status: 0 done (failed items are recorded), 1 the job could not run, 2 items failed with \
+            --strict, 3 cancelled (`sluice jobs cancel`), 130 interrupted (Ctrl-C).
             """)
 
     @Argument(help: "Pipeline file.") var pipeline: String
@@ -19,17 +22,21 @@ struct Run: ParsableCommand {
     var resume: String?
     @Flag(help: "Start the job over instead of resuming it.") var fresh = false
     @Flag(help: "Exit non-zero when any item fails.") var strict = false
+    @Flag(help: "Submit the job and print its id without working on it (for `sluice worker`s on a shared queue).")
+    var detach = false
+    @OptionGroup var queueOptions: QueueOptions
     @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
         if resume != nil && fresh { throw CommandError("--resume and --fresh exclude each other") }
+        if resume != nil && detach { throw CommandError("--resume and --detach exclude each other") }
     }
 
     func run() throws {
         threadOptions.apply()
-        let store: SQLiteJobQueue, resumed: Job?
+        let store: any JobQueue, resumed: Job?
         do {
-            store = try SQLiteJobQueue(path: Configuration.current.jobQueuePath)
+            store = try queueOptions.open()
             resumed = try resume.map { id throws -> Job in
                 guard let found = try store.job(id: id) else { throw CommandError("no job '\(id)' (see `sluice jobs list`)") }
                 return found
@@ -54,13 +61,43 @@ struct Run: ParsableCommand {
             log.info("\(error)")
             throw CommandError("\(resumed?.origin ?? pipeline): \(error.issues.count) problem(s)")
         }
+        if detach {
+            do {
+                _ = try Self.plan(definition, origin: pipeline)  // refuse a job no worker could run
+                let job = try store.submit(name: definition.name, pipeline: text, origin: URL(fileURLWithPath: pipeline).path,
+                                           items: try definition.source.items(), fresh: fresh)
+                if job.cancelledAt != nil { try store.uncancel(job: job.id) }
+                let status = try store.status(job: job.id)
+                log.info("submitted job \(job.id) (\(definition.name)): \(status.remaining) of \(status.total) items to do")
+                print(job.id)
+            } catch {
+                throw jobStoreError(error)
+            }
+            return
+        }
         try Self.runJob(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
+    }
+
+    /// The model and the stage plan a pipeline runs with (`origin`: its file, for messages).
+    static func plan(_ definition: PipelineDefinition, origin: String,
+                     load: (String, String?) throws -> (ModelCard, LoadedModel) = { try loadModel($0, weights: $1) })
+        throws -> (ModelCard, PipelinePlan) {
+        let (card, loaded) = try load(definition.model.name, definition.model.weights)
+        do {
+            let configured = loaded.settingSegmentationMode(definition.model.mode)
+                .settingVideo(framesPerClip: definition.model.framesPerClip, mode: definition.model.clipMode)
+            return (card, try PipelinePlan(card: card, loaded: configured, media: definition.source.media,
+                                           postprocessing: definition.postprocessing, overlayFolder: definition.overlay,
+                                           maskFolder: definition.masks))
+        } catch {
+            throw CommandError("\(origin): \(error)")
+        }
     }
 
     /// Runs a parsed pipeline as a job of `store`: submits it (or resumes `resumed`, or the job with the
     /// same pipeline and inputs), runs what is left, writes the sinks from the committed results.
     /// (`sluice run` and `sluice segment`.) A store error, wherever it happens, is one line naming the store.
-    static func runJob(_ definition: PipelineDefinition, text: String, origin pipeline: String, store: SQLiteJobQueue,
+    static func runJob(_ definition: PipelineDefinition, text: String, origin pipeline: String, store: any JobQueue,
                        resumed: Job?, fresh: Bool, strict: Bool) throws {
         do {
             try runJobSteps(definition, text: text, origin: pipeline, store: store, resumed: resumed, fresh: fresh, strict: strict)
@@ -70,19 +107,8 @@ struct Run: ParsableCommand {
     }
 
     private static func runJobSteps(_ definition: PipelineDefinition, text: String, origin pipeline: String,
-                                    store: SQLiteJobQueue, resumed: Job?, fresh: Bool, strict: Bool) throws {
-        let (card, loaded) = try loadModel(definition.model.name, weights: definition.model.weights)
-        let plan: PipelinePlan
-        do {
-            let configured = loaded.settingSegmentationMode(definition.model.mode)
-                .settingVideo(framesPerClip: definition.model.framesPerClip, mode: definition.model.clipMode)
-            plan = try PipelinePlan(card: card, loaded: configured,
-                                    media: definition.source.media,
-                                    postprocessing: definition.postprocessing, overlayFolder: definition.overlay,
-                                    maskFolder: definition.masks)
-        } catch {
-            throw CommandError("\(pipeline): \(error)")
-        }
+                                    store: any JobQueue, resumed: Job?, fresh: Bool, strict: Bool) throws {
+        let (card, plan) = try plan(definition, origin: pipeline)
         let job: Job, runner: JobRunner, before: JobStatus
         do {
             if let resumed {
@@ -99,7 +125,7 @@ struct Run: ParsableCommand {
             before = try store.status(job: job.id)
         } catch let error as CommandError {
             throw error
-        } catch where SQLiteJobQueue.describe(error, path: Configuration.current.jobQueuePath) == nil {
+        } catch where describeStoreError(error) == nil {
             throw CommandError("\(pipeline): \(error)")
         }   // a store error goes on to `runJob`, which words it
         if before.remaining < job.total {
@@ -130,20 +156,24 @@ struct Run: ParsableCommand {
     }
 }
 
-/// Turns SIGINT into a flag the run checks between batches. A second Ctrl-C exits at once, from the
-/// signal handler: nothing is left to unwind to while the first one is being honoured.
+/// Turns SIGINT (and any other `signals`) into a flag the run checks between batches. A second one exits
+/// at once, from the signal handler: nothing is left to unwind to while the first one is being honoured.
 final class Interrupt: @unchecked Sendable {
-    private let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    private var sources: [any DispatchSourceSignal] = []
     private let lock = NSLock()
     private var count = 0
 
-    init() {
-        signal(SIGINT, SIG_IGN)
-        source.setEventHandler { [self] in
-            lock.lock(); count += 1; let n = count; lock.unlock()
-            if n > 1 { Foundation.exit(ExitCode.interrupted.rawValue) }
+    init(signals: [Int32] = [SIGINT]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                lock.lock(); count += 1; let n = count; lock.unlock()
+                if n > 1 { Foundation.exit(ExitCode.interrupted.rawValue) }
+            }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
     }
 
     var requested: Bool { lock.lock(); defer { lock.unlock() }; return count > 0 }

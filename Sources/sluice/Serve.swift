@@ -9,7 +9,9 @@ struct Serve: ParsableCommand {
         discussion: """
             Settings come from --config (YAML: host, port, data, roots, tokens, models, limits; see README) and \
             the flags, which win. Jobs, uploads and artefacts live in the data folder ($SLUICE_HOME/server by \
-            default); a job left unfinished is resumed at the next start. SIGTERM or Ctrl-C: stop accepting, \
+            default), or with --queue postgres://… the jobs live in the shared queue, which `sluice worker`s work \
+            on too (the data folder must then be on storage they all reach); a job left unfinished is resumed \
+            at the next start. SIGTERM or Ctrl-C: stop accepting, \
             finish and commit the items in flight, exit 0.
             """)
 
@@ -19,6 +21,7 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("root"), help: "A folder whose files jobs may name as inputs (repeatable; adds to the configuration's roots).")
     var roots: [String] = []
     @Option(help: "Data folder for the job store, uploads and artefacts.") var data: String?
+    @OptionGroup var queueOptions: QueueOptions
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -50,8 +53,10 @@ struct Serve: ParsableCommand {
         let registry = SluiceServer.bootstrapMetrics()
         let server: SluiceServer
         do {
+            // A shared queue (--queue): the API over jobs that `sluice worker`s on other machines work on too.
+            let queue = try queueOptions.url.map { _ in try queueOptions.open() }
             server = try SluiceServer(configuration: settings, modelStore: Configuration.current.modelStore, registry: registry,
-                                      logger: Logger(label: "sluice"))
+                                      queue: queue, logger: Logger(label: "sluice"))
             try server.preload()
         } catch {
             throw CommandError("\(error)")

@@ -9,7 +9,7 @@ struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Run gated vision backbones over images and videos.",
-        subcommands: [Classify.self, ClassifyVideo.self, Segment.self, Run.self, Jobs.self, Infer.self, Models.self, Benchmark.self, Probe.self, Serve.self])
+        subcommands: [Classify.self, ClassifyVideo.self, Segment.self, Run.self, Jobs.self, Worker.self, Infer.self, Models.self, Benchmark.self, Probe.self, Serve.self])
 
     /// ArgumentParser's main, except that a `CommandError`, thrown from a command's `run()` or
     /// `validate()`, ends the process with its one line and status 1.
@@ -37,6 +37,9 @@ struct Sluice: ParsableCommand {
         } catch let error as CleanExit {
             exit(withError: error)
         } catch let error as ValidationError {
+            exit(withError: error)
+        } catch where exitCode(for: error) == .success {
+            // `sluice --help`, `sluice COMMAND --help`: ArgumentParser's help command "fails" with the text.
             exit(withError: error)
         } catch {
             // Anything else a command lets through (a sink that cannot be written, a store error) is

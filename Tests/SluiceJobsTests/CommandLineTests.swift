@@ -39,6 +39,20 @@ final class CommandLineTests: XCTestCase {
         return home
     }
 
+    /// `--help` prints the help and exits 0, for the root and for a command (it printed
+    /// "sluice: error: CommandError(…helpRequested…)" and exited 1).
+    func testHelpPrintsTheHelpAndExitsZero() throws {
+        let root = try SluiceCLI.run(["--help"])
+        XCTAssertEqual(root.status, 0, root.output)
+        XCTAssertTrue(root.stdout.contains("USAGE: sluice <subcommand>"), root.output)
+        XCTAssertTrue(root.stdout.contains("worker"), root.output)
+        let worker = try SluiceCLI.run(["worker", "--help"])
+        XCTAssertEqual(worker.status, 0, worker.output)
+        XCTAssertTrue(worker.stdout.contains("--max-attempts"), worker.output)
+        XCTAssertTrue(worker.stdout.contains("--queue <url>"), worker.output)
+        XCTAssertEqual(worker.stderr, "")
+    }
+
     func testModelsListNamesEveryModelWithItsTaskAndWhetherItIsImported() throws {
         let home = try temporaryHome()
         let before = try SluiceCLI.run(["models", "list"], home: home)

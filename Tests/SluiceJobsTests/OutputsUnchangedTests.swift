@@ -7,9 +7,12 @@ import SluicePipeline
 /// refactor (Fixtures/outputs-059dbf8, made by scripts/reference/cli_outputs.sh). Deterministic runs
 /// (batch 1) must be byte-identical; pipeline runs batch dynamically, so their batch composition, and
 /// with it OpenBLAS's last bits, depend on timing: every field must be equal but the scores, which must
-/// agree to 1e-5 (the old binary itself varies by ~1e-6 from run to run).
+/// agree to 1e-5 (the old binary itself varies by ~1e-6 from run to run). The goldens were made on a Zen 3
+/// machine, where OpenBLAS runs its Haswell kernels; on a CPU with AVX-512 it picks others whose sums
+/// differ in the last bits, so the runs here ask for the Haswell kernels (OPENBLAS_CORETYPE).
 final class OutputsUnchangedTests: XCTestCase {
     let repository = TestResources.repository
+    let goldenKernels = ["OPENBLAS_CORETYPE": "Haswell"]
     var golden: URL { repository.appendingPathComponent("Tests/SluiceJobsTests/Fixtures/outputs-059dbf8") }
 
     func normalised(_ text: String) -> String {
@@ -33,18 +36,19 @@ final class OutputsUnchangedTests: XCTestCase {
         let home = try importedHome()
         let images = repository.appendingPathComponent("assets/images").path
         let videos = repository.appendingPathComponent("assets/videos").path
-        let jsonl = try SluiceCLI.run(["classify", images, "--top-k", "5", "--batch", "1", "--threads", "1"], home: home)
+        let jsonl = try SluiceCLI.run(["classify", images, "--top-k", "5", "--batch", "1", "--threads", "1"], home: home,
+                                     environment: goldenKernels)
         XCTAssertEqual(jsonl.status, 0, jsonl.stderr)
         XCTAssertEqual(normalised(jsonl.stdout), try expected("classify-images.jsonl"))
 
         let csv = home.appendingPathComponent("c.csv")
         let csvRun = try SluiceCLI.run(["classify", images, "--top-k", "3", "--batch", "1", "--threads", "1",
-                                        "--out", csv.path], home: home)
+                                        "--out", csv.path], home: home, environment: goldenKernels)
         XCTAssertEqual(csvRun.status, 0, csvRun.stderr)
         XCTAssertEqual(normalised(try String(contentsOf: csv, encoding: .utf8)), try expected("classify-images.csv"))
 
         let frames = try SluiceCLI.run(["classify", videos, "--fps", "2", "--top-k", "2", "--batch", "1", "--threads", "1"],
-                                       home: home)
+                                       home: home, environment: goldenKernels)
         XCTAssertEqual(frames.status, 0, frames.stderr)
         XCTAssertEqual(normalised(frames.stdout), try expected("classify-video.jsonl"))
     }
@@ -55,7 +59,8 @@ final class OutputsUnchangedTests: XCTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(at: output) }
         let input = repository.appendingPathComponent("Tests/SluiceModelsTests/Fixtures/efficientnet_lite0/input.npy")
         let run = try SluiceCLI.run(["infer", "--model", "efficientnet_lite0", "--weights", weights.path,
-                                     "--input", input.path, "--output", output.path, "--threads", "1"])
+                                     "--input", input.path, "--output", output.path, "--threads", "1"],
+                                    environment: goldenKernels)
         XCTAssertEqual(run.status, 0, run.output)
         XCTAssertEqual(try Data(contentsOf: output), try Data(contentsOf: golden.appendingPathComponent("infer-logits.npy")))
     }

@@ -76,30 +76,31 @@ public enum SluiceCLI {
     /// pipe and stall. `fileSizeLimit` (bytes) runs it under that RLIMIT_FSIZE (util-linux `prlimit`):
     /// every write past it fails as on a full disk.
     public static func run(_ arguments: [String], home: URL? = nil, as user: String? = nil,
-                           fileSizeLimit: Int? = nil) throws -> Finished {
+                           fileSizeLimit: Int? = nil, environment: [String: String] = [:]) throws -> Finished {
         let logs = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-log-\(UUID().uuidString)")
         let stdout = logs.appendingPathExtension("out"), stderr = logs.appendingPathExtension("err")
         defer {
             try? FileManager.default.removeItem(at: stdout)
             try? FileManager.default.removeItem(at: stderr)
         }
-        let process = try start(arguments, home: home, stdout: stdout, stderr: stderr, as: user, fileSizeLimit: fileSizeLimit)
+        let process = try start(arguments, home: home, stdout: stdout, stderr: stderr, as: user, fileSizeLimit: fileSizeLimit,
+                                environment: environment)
         process.waitUntilExit()
         func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
         return Finished(status: process.terminationStatus, stdout: read(stdout), stderr: read(stderr))
     }
 
     static func start(_ arguments: [String], home: URL?, stdout: URL?, stderr: URL?, as user: String?,
-                      fileSizeLimit: Int? = nil) throws -> Process {
+                      fileSizeLimit: Int? = nil, environment extra: [String: String] = [:]) throws -> Process {
         let process = Process()
         var command = [executable.path] + arguments
         if let user { command = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups"] + command }
         if let fileSizeLimit { command = ["/usr/bin/prlimit", "--fsize=\(fileSizeLimit)"] + command }
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
-        if let home {
-            var environment = ProcessInfo.processInfo.environment
-            environment["SLUICE_HOME"] = home.path
+        if home != nil || !extra.isEmpty {
+            var environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+            if let home { environment["SLUICE_HOME"] = home.path }
             process.environment = environment
         }
         func handle(_ url: URL?) throws -> FileHandle {
