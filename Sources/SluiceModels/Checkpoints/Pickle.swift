@@ -11,6 +11,31 @@ final class PickleList {
     var items: [PickleValue] = []
 }
 
+/// Every container one machine built, so its user can empty them all when done with the values: a
+/// hostile pickle can put a container inside itself (memoize it, get it back, append it), a reference
+/// cycle that would never be freed (found by scripts/fuzz checkpoint as a leak per load).
+final class PickleArena {
+    private var lists: [PickleList] = []
+    private var dicts: [PickleDict] = []
+    private var objects: [PickleObject] = []
+
+    func list() -> PickleList { let made = PickleList(); lists.append(made); return made }
+    func dict() -> PickleDict { let made = PickleDict(); dicts.append(made); return made }
+    func object(typeName: String, arguments: [PickleValue]) -> PickleObject {
+        let made = PickleObject(typeName: typeName, arguments: arguments)
+        objects.append(made)
+        return made
+    }
+
+    /// Empties every container, which breaks any cycle among them; their values are gone after this.
+    func release() {
+        for list in lists { list.items = [] }
+        for dict in dicts { dict.removeAll() }
+        for object in objects { object.removeAll() }
+        lists = []; dicts = []; objects = []
+    }
+}
+
 final class PickleDict {
     private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var indexOfStringKey: [String: Int] = [:]
@@ -31,18 +56,22 @@ final class PickleDict {
     subscript(key: String) -> PickleValue? {
         indexOfStringKey[key].map { entries[$0].value }
     }
+
+    func removeAll() { entries = []; indexOfStringKey = [:]; state = nil }
 }
 
 /// An instance of a class the machine does not interpret (e.g. an optimizer, an nn.Module).
 final class PickleObject {
     let typeName: String
-    let arguments: [PickleValue]
+    private(set) var arguments: [PickleValue]
     var state: PickleValue?
 
     init(typeName: String, arguments: [PickleValue]) {
         self.typeName = typeName
         self.arguments = arguments
     }
+
+    func removeAll() { arguments = []; state = nil }
 }
 
 /// A torch storage as named by a persistent id: which storage, its element type and size, and (for
@@ -142,10 +171,14 @@ struct PickleMachine {
     private var markPositions: [Int] = []
     private var memo: [Int: PickleValue] = [:]
 
-    init(bytes: UnsafeRawBufferPointer, position: Int = 0, file: String) {
+    /// Where the containers go; `arena.release()` once the values are no longer needed.
+    let arena: PickleArena
+
+    init(bytes: UnsafeRawBufferPointer, position: Int = 0, file: String, arena: PickleArena) {
         self.bytes = bytes
         self.position = position
         self.file = file
+        self.arena = arena
     }
 
     /// Runs one pickle to its STOP opcode and returns the object it built.
@@ -187,18 +220,18 @@ struct PickleMachine {
             case 0x43: stack.append(.bytes(try readBytes(Int(try readByte()))))           // SHORT_BINBYTES
             case 0x8e: stack.append(.bytes(try readBytes(try readLength(UInt64.self))))   // BINBYTES8
 
-            case 0x7d: stack.append(.dict(PickleDict()))                       // EMPTY_DICT
+            case 0x7d: stack.append(.dict(arena.dict()))                       // EMPTY_DICT
             case 0x64:                                                         // DICT
                 let items = try popToMark()
-                let dict = PickleDict()
+                let dict = arena.dict()
                 try setItems(items, in: dict)
                 stack.append(.dict(dict))
-            case 0x5d: stack.append(.list(PickleList()))                       // EMPTY_LIST
+            case 0x5d: stack.append(.list(arena.list()))                       // EMPTY_LIST
             case 0x6c:                                                         // LIST
-                let list = PickleList()
+                let list = arena.list()
                 list.items = try popToMark()
                 stack.append(.list(list))
-            case 0x8f: stack.append(.list(PickleList()))                       // EMPTY_SET (kept as a list)
+            case 0x8f: stack.append(.list(arena.list()))                       // EMPTY_SET (kept as a list)
             case 0x91: stack.append(.tuple(try popToMark()))                   // FROZENSET (kept as a tuple)
             case 0x29: stack.append(.tuple([]))                                // EMPTY_TUPLE
             case 0x74: stack.append(.tuple(try popToMark()))                   // TUPLE
@@ -268,11 +301,11 @@ struct PickleMachine {
 
     private func call(_ callable: PickleValue, arguments: [PickleValue]) throws -> PickleValue {
         guard case .global(let module, let name) = callable else {
-            return .object(PickleObject(typeName: callable.kindDescription, arguments: arguments))
+            return .object(arena.object(typeName: callable.kindDescription, arguments: arguments))
         }
         switch (module, name) {
         case ("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict"):
-            let dict = PickleDict()
+            let dict = arena.dict()
             for pair in arguments.first?.sequence ?? [] {
                 if let keyValue = pair.sequence, keyValue.count == 2 { dict.set(keyValue[1], forKey: keyValue[0]) }
             }
@@ -296,7 +329,7 @@ struct PickleMachine {
         default:
             break
         }
-        return .object(PickleObject(typeName: "\(module).\(name)", arguments: arguments))
+        return .object(arena.object(typeName: "\(module).\(name)", arguments: arguments))
     }
 
     /// `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`

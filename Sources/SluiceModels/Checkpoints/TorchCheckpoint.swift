@@ -30,8 +30,10 @@ enum TorchCheckpoint {
         }
 
         let pickleData = try zip.contents(of: pickleEntry)
+        let arena = PickleArena()
+        defer { arena.release() }
         let root = try pickleData.withUnsafeBytes { raw in
-            var machine = PickleMachine(bytes: raw, file: "\(file) [\(picklePath)]")
+            var machine = PickleMachine(bytes: raw, file: "\(file) [\(picklePath)]", arena: arena)
             machine.persistentLoad = { try storageReference(from: $0, file: file) }
             return try machine.load()
         }
@@ -70,8 +72,10 @@ enum TorchCheckpoint {
 
     static func loadLegacy(_ data: Data, url: URL) throws -> StateDict {
         let file = url.path
+        let arena = PickleArena()
+        defer { arena.release() }
         return try data.withUnsafeBytes { raw in
-            var machine = PickleMachine(bytes: raw, file: file)
+            var machine = PickleMachine(bytes: raw, file: file, arena: arena)
             guard case .bigInt(let magic) = try machine.load(), magic == legacyMagic else {
                 throw CheckpointError.malformed(file: file, detail: "legacy torch magic number missing")
             }
