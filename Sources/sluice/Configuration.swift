@@ -11,12 +11,14 @@ import SluiceTensor
 ///   SLUICE_FFMPEG_LOG  FFmpeg's own log level: quiet, fatal (default), error, warning, info, verbose, debug
 ///   SLUICE_MODEL_MIRROR  where `models pull` downloads from instead of the official addresses (MIRROR/FILE)
 ///   SLUICE_QUEUE       the shared job queue (postgres://…) when --queue is not given (default: the SQLite store)
+///   SLUICE_MINILM      all-MiniLM-L6-v2's folder for `tokenize` and `embed-text` when --weights is not given
 struct Configuration {
     var home: URL
     var threads: Int?
     var ffmpegLogLevel: String?
     var modelMirror: String? = nil
     var queue: String? = nil
+    var minilm: String? = nil
 
     static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Configuration {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -24,7 +26,7 @@ struct Configuration {
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/share/sluice", isDirectory: true)
         return Configuration(home: home, threads: value("SLUICE_THREADS").flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil },
                              ffmpegLogLevel: value("SLUICE_FFMPEG_LOG"), modelMirror: value("SLUICE_MODEL_MIRROR"),
-                             queue: value("SLUICE_QUEUE"))
+                             queue: value("SLUICE_QUEUE"), minilm: value("SLUICE_MINILM"))
     }
 
     /// The process-wide configuration (read on first use).

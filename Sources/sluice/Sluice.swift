@@ -9,7 +9,7 @@ struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Run gated vision backbones over images and videos.",
-        subcommands: [Classify.self, ClassifyVideo.self, Segment.self, Run.self, Jobs.self, Worker.self, Infer.self, Models.self, Benchmark.self, Probe.self, Serve.self])
+        subcommands: [Classify.self, ClassifyVideo.self, Segment.self, Run.self, Jobs.self, Worker.self, Infer.self, Models.self, Benchmark.self, Probe.self, Serve.self, Tokenize.self, EmbedText.self])
 
     /// ArgumentParser's main, except that a `CommandError`, thrown from a command's `run()` or
     /// `validate()`, ends the process with its one line and status 1.
