@@ -212,40 +212,8 @@ public struct BertModel: Sendable {
     /// Multi-head self-attention (before the output projection) of each sequence: [count · length, hidden].
     /// Keys under mask 0 get the most negative float, as HF's extended mask adds `finfo.min`.
     private func attention(_ layer: Layer, _ x: Tensor, batch: BertBatch) -> Tensor {
-        let c = configuration
-        let (length, width, heads, dh) = (batch.length, c.hiddenSize, c.numAttentionHeads, c.headSize)
-        let qkv = layer.queryKeyValue(x)
-        var attended = [Float](repeating: 0, count: batch.count * length * width)
-        let scale = 1 / Float(dh).squareRoot()
-        qkv.data.withUnsafeBufferPointer { qkvp in
-            attended.withUnsafeMutableBufferPointer { op in
-                batch.attentionMask.withUnsafeBufferPointer { mp in
-                    let box = UnsafeSendable((qkvp.baseAddress!, op.baseAddress!, mp.baseAddress!))
-                    Parallel.forEachChunk(batch.count * heads) { range in
-                        let (qkv, out, mask) = box.value
-                        var scores = [Float](repeating: 0, count: length * length)
-                        scores.withUnsafeMutableBufferPointer { sp in
-                            let s = sp.baseAddress!
-                            for task in range {
-                                let (sequence, head) = task.quotientAndRemainder(dividingBy: heads)
-                                let rows = qkv + sequence * length * 3 * width
-                                let q = rows + head * dh, k = rows + width + head * dh, v = rows + 2 * width + head * dh
-                                BLAS.gemm(m: length, n: length, k: dh, a: q, lda: 3 * width, b: k, ldb: 3 * width,
-                                          transposeB: true, c: s, ldc: length, alpha: scale)
-                                let keyMask = mask + sequence * length
-                                for key in 0..<length where keyMask[key] == 0 {
-                                    for query in 0..<length { s[query * length + key] = -Float.greatestFiniteMagnitude }
-                                }
-                                Softmax.rows(s, rows: length, count: length)
-                                BLAS.gemm(m: length, n: dh, k: length, a: s, lda: length, b: v, ldb: 3 * width,
-                                          transposeB: false, c: out + sequence * length * width + head * dh, ldc: width)
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return Tensor(shape: [batch.count * length, width], data: attended)
+        Attention.selfAttention(packed: layer.queryKeyValue(x), sequences: batch.count, length: batch.length,
+                                heads: configuration.numAttentionHeads, keyMask: batch.attentionMask)
     }
 }
 

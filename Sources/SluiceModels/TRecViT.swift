@@ -599,34 +599,8 @@ public final class TRecViTSession: VideoSession {
 
     /// Multi-head self-attention of each frame's tokens (before the output projection): [frames · tokens, width].
     private func attention(_ layer: TRecViT.Layer, _ x: Tensor, frames: Int) -> Tensor {
-        let c = model.configuration
-        let (n, width, heads, dh) = (c.tokens, c.width, c.numHeads, c.headDim)
-        let qkv = layer.qkv(layer.norm0(x))
-        var attended = [Float](repeating: 0, count: frames * n * width)
-        let scale = 1 / Float(dh).squareRoot()
-        qkv.data.withUnsafeBufferPointer { qkvp in
-            attended.withUnsafeMutableBufferPointer { op in
-                let box = UnsafeSendable((qkvp.baseAddress!, op.baseAddress!))
-                Parallel.forEachChunk(frames * heads) { range in
-                    let (qkv, out) = box.value
-                    var scores = [Float](repeating: 0, count: n * n)
-                    scores.withUnsafeMutableBufferPointer { sp in
-                        let s = sp.baseAddress!
-                        for task in range {
-                            let (frame, head) = task.quotientAndRemainder(dividingBy: heads)
-                            let rows = qkv + frame * n * 3 * width
-                            let q = rows + head * dh, k = rows + width + head * dh, v = rows + 2 * width + head * dh
-                            BLAS.gemm(m: n, n: n, k: dh, a: q, lda: 3 * width, b: k, ldb: 3 * width, transposeB: true,
-                                      c: s, ldc: n, alpha: scale)
-                            Softmax.rows(s, rows: n, count: n)
-                            BLAS.gemm(m: n, n: dh, k: n, a: s, lda: n, b: v, ldb: 3 * width, transposeB: false,
-                                      c: out + frame * n * width + head * dh, ldc: width)
-                        }
-                    }
-                }
-            }
-        }
-        return Tensor(shape: [frames * n, width], data: attended)
+        Attention.selfAttention(packed: layer.qkv(layer.norm0(x)), sequences: frames, length: model.configuration.tokens,
+                                heads: model.configuration.numHeads)
     }
 }
 
